@@ -1,0 +1,376 @@
+"""The `assistant` command line: reads options, calls the library, draws with rich.
+
+Every command is a thin layer over a library call. Errors the user can fix (`AssistantError`)
+become one red line and exit code 1; the traceback shows only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from assistant.config import Config
+from assistant.errors import AssistantError
+from assistant.home import Home
+from assistant.ingest import IngestProgress, IngestSummary, ingest
+from assistant.passage import Passage
+
+app = typer.Typer(
+    help="A local, private assistant that answers from your documents and cites its sources.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Folder holding all state (default: $ASSISTANT_HOME).", show_default=False
+    ),
+]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _quiet_libraries() -> None:
+    """Model loading prints progress bars and warnings a user cannot act on; hide them."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def handle_errors(function: F) -> F:
+    """Turn library errors into one clear line and a non-zero exit (traceback with --debug)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug")) or os.environ.get("ASSISTANT_DEBUG", "") in ("1", "true")
+        _quiet_libraries()
+        try:
+            return function(*args, **kwargs)
+        except AssistantError as error:
+            if debug:
+                raise
+            errors.print(f"[bold red]error:[/] {escape(str(error))}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            errors.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_config(home: Path | None, **overrides: Any) -> Config:
+    return Config.load(home=home, **overrides)
+
+
+def display_path(path: str) -> str:
+    """A stored absolute path as a user would type it: relative to the current folder if inside."""
+    base, _, fragment = path.partition("#")
+    try:
+        relative = os.path.relpath(base)
+    except ValueError:
+        relative = base
+    shown = relative if not relative.startswith("..") else base
+    return f"{shown}#{fragment}" if fragment else shown
+
+
+def passage_location(passage: Passage) -> str:
+    where = display_path(passage.source)
+    if passage.page is not None:
+        return f"{where} p.{passage.page}"
+    if passage.start_line is not None:
+        end = passage.end_line
+        suffix = f"-{end}" if end is not None and end != passage.start_line else ""
+        return f"{where}:{passage.start_line}{suffix}"
+    return where
+
+
+# --- ingest ----------------------------------------------------------------------------------
+
+
+@app.command("ingest")
+@handle_errors
+def ingest_command(
+    paths: Annotated[list[Path], typer.Argument(help="Folders and files to ingest.")],
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Read, chunk and index documents; re-running only processes what changed."""
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    with assistant_home.writing():
+        summary: IngestSummary | None = None
+        show_bar = not as_json and console.is_terminal
+        progress = Progress(
+            TextColumn("[bold]Ingesting[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files"),
+            TextColumn("{task.fields[chunks]} chunks"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[current]}"),
+            console=console,
+            disable=not show_bar,
+            transient=False,
+        )
+        with progress:
+            task = progress.add_task("ingest", total=None, chunks=0, rate="", current="")
+            started = None
+            import time
+
+            started = time.perf_counter()
+            try:
+                for event in ingest(assistant_home, paths):
+                    if isinstance(event, IngestProgress):
+                        elapsed = max(time.perf_counter() - started, 1e-6)
+                        rate = f"{event.chunks_done / elapsed:.1f} chunks/s"
+                        progress.update(
+                            task,
+                            total=event.files_total,
+                            completed=event.files_done,
+                            chunks=event.chunks_done,
+                            rate=rate,
+                            current=display_path(event.path)[-40:] if event.path else "",
+                        )
+                    else:
+                        summary = event
+                        progress.update(task, completed=progress.tasks[0].total, current="")
+            finally:
+                assistant_home.close()
+    if summary is None:  # pragma: no cover - ingest always ends with a summary
+        return
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return
+    _print_ingest_summary(summary)
+
+
+def _print_ingest_summary(summary: IngestSummary) -> None:
+    console.print(
+        f"[green]added {len(summary.added)}[/]  updated {len(summary.updated)}  "
+        f"unchanged {len(summary.unchanged)}  removed {len(summary.removed)}  "
+        f"[yellow]skipped {len(summary.skipped)}[/]   "
+        f"({summary.chunks_added} chunks in {summary.seconds:.1f} s"
+        + (f", {summary.chunks_per_second:.1f} chunks/s" if summary.chunks_added else "")
+        + ")"
+    )
+    if summary.skipped:
+        reasons = summary.skip_reasons()
+        for reason, count in reasons.most_common():
+            examples = [s.path for s in summary.skipped if s.reason == reason][:3]
+            shown = ", ".join(display_path(p) for p in examples)
+            more = f" and {count - len(examples)} more" if count > len(examples) else ""
+            console.print(f"  [yellow]skipped[/] {count} × {escape(reason)}: {escape(shown)}{more}")
+        console.print("  [dim](--json lists every skipped file)[/]")
+
+
+# --- search ----------------------------------------------------------------------------------
+
+
+@app.command("search")
+@handle_errors
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="How many passages.")] = 5,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="dense, lexical or hybrid (default from config).")
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show the passages that best match a query, with where they come from."""
+    if not query.strip():
+        raise typer.BadParameter("the query is empty")
+    config = load_config(home, debug=debug, retrieval_mode=mode)
+    assistant_home = Home(config)
+    if assistant_home.is_empty():
+        _empty_home_hint(config)
+        raise typer.Exit(1)
+    result = assistant_home.retriever().search(query, k)
+    if as_json:
+        print(json.dumps([p.as_dict() | {"source": p.source} for p in result.passages], indent=2))
+        return
+    for passage in result.passages:
+        console.print(
+            f"[bold cyan][{passage.rank}][/] [bold]{escape(passage_location(passage))}[/]"
+            f"  [dim]{escape(passage.heading)}  score {passage.score:.3f}[/]"
+        )
+        console.print(escape(_preview(passage.text)), highlight=False)
+        console.print()
+    console.print(f"[dim]{result.mode} search, {result.milliseconds:.0f} ms[/]")
+
+
+def _preview(text: str, limit: int = 400) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _empty_home_hint(config: Config) -> None:
+    errors.print(
+        f"[yellow]Nothing is ingested in {config.home} yet.[/] Ingest a folder first, for example "
+        "the bundled sample corpus:\n  assistant ingest corpora/sample"
+    )
+
+
+# --- docs, forget, info, reindex -------------------------------------------------------------
+
+
+@app.command("docs")
+@handle_errors
+def docs_command(
+    home: HomeOption = None, as_json: JsonOption = False, debug: DebugOption = False
+) -> None:
+    """List the ingested documents."""
+    config = load_config(home, debug=debug)
+    rows = Home(config).store.documents()
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "source": row.key,
+                        "path": row.path,
+                        "format": row.format,
+                        "title": row.title,
+                        "chunks": row.chunk_count,
+                        "size": row.size,
+                        "content_hash": row.content_hash,
+                    }
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not rows:
+        _empty_home_hint(config)
+        return
+    table = Table(show_edge=False)
+    table.add_column("document")
+    table.add_column("format")
+    table.add_column("title")
+    table.add_column("chunks", justify="right")
+    for row in rows:
+        table.add_row(
+            escape(display_path(row.key)), row.format, escape(row.title or ""), str(row.chunk_count)
+        )
+    console.print(table)
+    console.print(f"[dim]{len(rows)} documents[/]")
+
+
+@app.command("forget")
+@handle_errors
+def forget_command(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to remove from the index.")],
+    home: HomeOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Remove documents (their rows and vectors); the files themselves are not touched."""
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    with assistant_home.writing():
+        store = assistant_home.store
+        targets: set[str] = set()
+        for path in paths:
+            resolved = str(path.expanduser().resolve())
+            targets.update(row.path for row in store.documents(resolved))
+        if not targets:
+            raise AssistantError(
+                f"nothing ingested under {', '.join(str(p) for p in paths)}; "
+                "see `assistant docs` for what is"
+            )
+        removed = store.forget_paths(sorted(targets))
+        assistant_home.index.remove(removed)
+        assistant_home.close()
+    console.print(f"forgot {len(targets)} file(s), {len(removed)} chunks")
+
+
+@app.command("reindex")
+@handle_errors
+def reindex_command(home: HomeOption = None, debug: DebugOption = False) -> None:
+    """Rebuild the vector index from the embeddings stored in the database."""
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    with assistant_home.writing():
+        added = assistant_home.rebuild_index()
+        assistant_home.close()
+    console.print(f"rebuilt the vector index: {added} vectors")
+
+
+@app.command("info")
+@handle_errors
+def info_command(
+    home: HomeOption = None, as_json: JsonOption = False, debug: DebugOption = False
+) -> None:
+    """Show where state lives, what is ingested, and which models and device are used."""
+    from assistant.embedding import choose_device
+
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    store = assistant_home.store
+    counts = store.counts()
+    index_path = config.index_path
+    details: dict[str, Any] = {
+        "home": str(config.home),
+        "database": config.database,
+        "index": str(index_path),
+        "index_bytes": index_path.stat().st_size if index_path.exists() else 0,
+        **counts,
+        "embedding_model": config.embedding_model,
+        "language_model": config.model,
+        "device": choose_device(config.device),
+        "retrieval_mode": config.retrieval_mode,
+        "lexical_search": store.has_lexical,
+        "migrations": store.applied_migrations(),
+    }
+    if as_json:
+        print(json.dumps(details, indent=2))
+        return
+    table = Table(show_header=False, show_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in details.items():
+        table.add_row(key, escape(", ".join(value) if isinstance(value, list) else str(value)))
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

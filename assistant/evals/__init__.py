@@ -1,0 +1,1 @@
+"""Evaluation harness: scoring functions and readers for the benchmark data sets."""

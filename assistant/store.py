@@ -1,0 +1,613 @@
+"""The SQLAlchemy store: documents, their chunks (with embeddings), and a lexical index.
+
+The database is the source of truth. Each chunk row keeps its embedding as float32 bytes, so the
+FAISS index is a cache that can always be rebuilt from here (see `index.py`). Chunk ids come from
+an AUTOINCREMENT column and are never reused, which keeps FAISS ids and row ids in step even after
+deletions. Schema changes are named, ordered migrations recorded in `schema_migrations`.
+
+On SQLite the store also keeps an FTS5 table over chunk text (kept in step by triggers) for BM25
+ranking; other databases work without the lexical ranker.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from assistant.errors import StoreError
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False, unique=True),  # path, or path#id for a JSONL row
+    Column("path", Text, nullable=False, index=True),  # the file the document came from
+    Column("format", String(20), nullable=False),
+    Column("title", Text),
+    Column("content_hash", String(64), nullable=False),
+    Column("file_hash", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("mtime", Float, nullable=False),
+    Column("chunk_count", Integer, nullable=False, default=0),
+    Column("ingested_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "document_id",
+        Integer,
+        ForeignKey("documents.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("ordinal", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("start_line", Integer),
+    Column("end_line", Integer),
+    Column("page", Integer),
+    Column("heading", Text, nullable=False, default=""),
+    Column("token_count", Integer, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: int
+    key: str
+    path: str
+    format: str
+    title: str | None
+    content_hash: str
+    file_hash: str
+    size: int
+    mtime: float
+    chunk_count: int
+    ingested_at: float
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    document_id: int
+    ordinal: int
+    text: str
+    start_line: int | None
+    end_line: int | None
+    page: int | None
+    heading: str
+    token_count: int
+    source: str  # the document key
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """A chunk ready to be stored: its place in the document and its embedding."""
+
+    ordinal: int
+    text: str
+    start_line: int | None
+    end_line: int | None
+    page: int | None
+    heading: str
+    token_count: int
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    key: str
+    path: str
+    format: str
+    title: str | None
+    content_hash: str
+    file_hash: str
+    size: int
+    mtime: float
+    chunks: Sequence[NewChunk]
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations: append only. Each runs once, in order, inside its own transaction.
+
+
+def _create_core_tables(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[documents, chunks, settings], checkfirst=True)
+
+
+def _create_fts(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    for statement in (
+        "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5("
+        "text, heading, content='chunks', content_rowid='id', tokenize='porter unicode61')",
+        "CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN "
+        "INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading); END",
+        "CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN "
+        "INSERT INTO chunks_fts(chunks_fts, rowid, text, heading) "
+        "VALUES ('delete', old.id, old.text, old.heading); END",
+        "CREATE TRIGGER IF NOT EXISTS chunks_fts_update AFTER UPDATE ON chunks BEGIN "
+        "INSERT INTO chunks_fts(chunks_fts, rowid, text, heading) "
+        "VALUES ('delete', old.id, old.text, old.heading); "
+        "INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading); END",
+        "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')",
+    ):
+        connection.exec_driver_sql(statement)
+
+
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
+    ("0001_documents_chunks_settings", _create_core_tables),
+    ("0002_chunks_fts5", _create_fts),
+]
+
+
+def register_migration(name: str, apply: Callable[[Connection], None]) -> None:
+    """Append a migration (used by modules that own their own tables, such as sessions)."""
+    if any(existing == name for existing, _ in MIGRATIONS):
+        return
+    MIGRATIONS.append((name, apply))
+
+
+# ---------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+# Words too common to help a BM25 query; the FTS query ORs the rest.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
+)
+
+
+class Store:
+    """Documents and chunks in a SQLAlchemy database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError) as error:
+            raise StoreError(f"cannot open the database {url}: {error}") from error
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+
+    @property
+    def has_lexical(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded; returns their names."""
+        applied: list[str] = []
+        try:
+            with self.engine.begin() as connection:
+                metadata.create_all(connection, tables=[schema_migrations], checkfirst=True)
+                done = set(connection.execute(select(schema_migrations.c.name)).scalars())
+            for name, apply in MIGRATIONS:
+                if name in done:
+                    continue
+                with self.engine.begin() as connection:
+                    apply(connection)
+                    connection.execute(
+                        insert(schema_migrations).values(name=name, applied_at=time.time())
+                    )
+                applied.append(name)
+        except SQLAlchemyError as error:
+            raise StoreError(f"cannot prepare the database {self.url}: {error}") from error
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(schema_migrations.c.name).order_by(schema_migrations.c.name)
+            )
+            return list(rows.scalars())
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as error:
+            raise StoreError(f"database error: {error}") from error
+
+    # --- settings ---------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(settings.c.value).where(settings.c.key == key)
+            ).scalar_one_or_none()
+            return None if value is None else str(value)
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(delete(settings).where(settings.c.key == key))
+            connection.execute(insert(settings).values(key=key, value=value))
+
+    # --- documents --------------------------------------------------------------------------
+
+    def documents(self, path_prefix: str | None = None) -> list[DocumentRow]:
+        query = select(documents).order_by(documents.c.key)
+        if path_prefix is not None:
+            query = query.where(
+                (documents.c.path == path_prefix)
+                | documents.c.path.startswith(path_prefix.rstrip("/") + "/", autoescape=True)
+            )
+        with self.engine.connect() as connection:
+            return [DocumentRow(**row._mapping) for row in connection.execute(query)]
+
+    def documents_for_path(self, path: str) -> list[DocumentRow]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(documents).where(documents.c.path == path))
+            return [DocumentRow(**row._mapping) for row in rows]
+
+    def replace_file(
+        self, path: str, new_documents: Sequence[NewDocument], keep_keys: Iterable[str] = ()
+    ) -> tuple[list[int], list[int]]:
+        """Atomically make `new_documents` (plus the kept keys) the content of file `path`.
+
+        Documents of `path` whose key is neither new nor kept are deleted. Returns the ids of the
+        chunks removed and of the chunks added, so the caller can update the vector index.
+        """
+        keep = set(keep_keys) - {document.key for document in new_documents}
+        now = time.time()
+        added: list[int] = []
+        with self.transaction() as connection:
+            old = connection.execute(
+                select(documents.c.id, documents.c.key).where(documents.c.path == path)
+            ).all()
+            stale_ids = [row.id for row in old if row.key not in keep]
+            removed = self._delete_documents(connection, stale_ids)
+            for document in new_documents:
+                result = connection.execute(
+                    insert(documents).values(
+                        key=document.key,
+                        path=document.path,
+                        format=document.format,
+                        title=document.title,
+                        content_hash=document.content_hash,
+                        file_hash=document.file_hash,
+                        size=document.size,
+                        mtime=document.mtime,
+                        chunk_count=len(document.chunks),
+                        ingested_at=now,
+                    )
+                )
+                document_id = _new_id(result)
+                for chunk in document.chunks:
+                    chunk_result = connection.execute(
+                        insert(chunks).values(
+                            document_id=document_id,
+                            ordinal=chunk.ordinal,
+                            text=chunk.text,
+                            start_line=chunk.start_line,
+                            end_line=chunk.end_line,
+                            page=chunk.page,
+                            heading=chunk.heading,
+                            token_count=chunk.token_count,
+                            embedding=np.asarray(chunk.embedding, dtype=np.float32).tobytes(),
+                        )
+                    )
+                    added.append(_new_id(chunk_result))
+            if keep:
+                # Kept documents of a changed file take the file's new hash and stat.
+                first = new_documents[0] if new_documents else None
+                if first is not None:
+                    connection.execute(
+                        documents.update()
+                        .where(documents.c.path == path, documents.c.key.in_(keep))
+                        .values(file_hash=first.file_hash, size=first.size, mtime=first.mtime)
+                    )
+        return removed, added
+
+    def touch_file(self, path: str, size: int, mtime: float) -> None:
+        """Record a new size/mtime for a file whose content did not change."""
+        with self.transaction() as connection:
+            connection.execute(
+                documents.update().where(documents.c.path == path).values(size=size, mtime=mtime)
+            )
+
+    def forget_paths(self, paths: Iterable[str]) -> list[int]:
+        """Delete every document of these files; returns the removed chunk ids."""
+        wanted = list(paths)
+        if not wanted:
+            return []
+        with self.transaction() as connection:
+            ids = list(
+                connection.execute(
+                    select(documents.c.id).where(documents.c.path.in_(wanted))
+                ).scalars()
+            )
+            return self._delete_documents(connection, ids)
+
+    @staticmethod
+    def _delete_documents(connection: Connection, document_ids: Sequence[int]) -> list[int]:
+        if not document_ids:
+            return []
+        removed: list[int] = []
+        for start in range(0, len(document_ids), 500):
+            batch = list(document_ids[start : start + 500])
+            removed.extend(
+                connection.execute(
+                    select(chunks.c.id).where(chunks.c.document_id.in_(batch))
+                ).scalars()
+            )
+            connection.execute(delete(chunks).where(chunks.c.document_id.in_(batch)))
+            connection.execute(delete(documents).where(documents.c.id.in_(batch)))
+        return removed
+
+    # --- chunks -----------------------------------------------------------------------------
+
+    def chunk_ids(self) -> np.ndarray:
+        with self.engine.connect() as connection:
+            ids = connection.execute(select(chunks.c.id).order_by(chunks.c.id)).scalars().all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def embeddings(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored embeddings of these chunk ids, as (ids, matrix); unknown ids are left out."""
+        found_ids: list[int] = []
+        vectors: list[np.ndarray] = []
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 500):
+                batch = [int(i) for i in ids[start : start + 500]]
+                rows = connection.execute(
+                    select(chunks.c.id, chunks.c.embedding).where(chunks.c.id.in_(batch))
+                )
+                for row in rows:
+                    found_ids.append(int(row.id))
+                    vectors.append(np.frombuffer(row.embedding, dtype=np.float32))
+        if not vectors:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.asarray(found_ids, dtype=np.int64), np.vstack(vectors)
+
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        found: dict[int, ChunkRow] = {}
+        columns = [c for c in chunks.c if c.name != "embedding"]
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 500):
+                batch = [int(i) for i in ids[start : start + 500]]
+                rows = connection.execute(
+                    select(*columns, documents.c.key.label("source"))
+                    .join(documents, documents.c.id == chunks.c.document_id)
+                    .where(chunks.c.id.in_(batch))
+                )
+                for row in rows:
+                    found[int(row.id)] = ChunkRow(**row._mapping)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            document_count = connection.execute(select(func.count()).select_from(documents))
+            chunk_count = connection.execute(select(func.count()).select_from(chunks))
+            file_count = connection.execute(select(func.count(func.distinct(documents.c.path))))
+            return {
+                "files": int(file_count.scalar_one()),
+                "documents": int(document_count.scalar_one()),
+                "chunks": int(chunk_count.scalar_one()),
+            }
+
+    def lexical_search(self, query: str, limit: int) -> list[tuple[int, float]]:
+        """BM25 over chunk text and headings: (chunk id, score), best first (higher is better)."""
+        if not self.has_lexical:
+            return []
+        match = fts_query(query)
+        if not match:
+            return []
+        statement = text(
+            "SELECT rowid, bm25(chunks_fts, 1.0, 0.5) AS rank FROM chunks_fts "
+            "WHERE chunks_fts MATCH :match ORDER BY rank LIMIT :limit"
+        )
+        with self.engine.connect() as connection:
+            try:
+                rows = connection.execute(statement, {"match": match, "limit": limit}).all()
+            except SQLAlchemyError as error:
+                raise StoreError(f"lexical search failed: {error}") from error
+        return [(int(row[0]), -float(row[1])) for row in rows]
+
+
+def fts_query(query: str) -> str:
+    """An FTS5 MATCH expression: the query's content words, each quoted, joined by OR."""
+    words: list[str] = []
+    for word in _WORD.findall(query.lower()):
+        if word in STOPWORDS or (len(word) < 2 and not word.isdigit()) or word in words:
+            continue
+        words.append(word)
+    return " OR ".join(f'"{word}"' for word in words)
+
+
+def _new_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every table here has an integer primary key
+        raise StoreError("the database did not return the new row's id")
+    return int(key[0])
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL: readers (ask, chat) keep working while an ingest writes; synchronous=NORMAL is safe
+    # with WAL (a crash loses at most the last transactions, never corrupts the file).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,46 @@
+"""Shared fixtures: a temporary home per test and one loaded embedder per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.config import Config
+from assistant.embedding import Embedder
+from assistant.home import Home
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SAMPLE_CORPUS = REPOSITORY / "corpora" / "sample"
+SHARED_DATA = REPOSITORY.parent / "shared" / "data"
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    config = Config.load(environ={})
+    return Embedder(config.embedding_model, "cpu", config.embed_batch_size)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config.load(environ={}, home=tmp_path / "home")
+
+
+@pytest.fixture
+def home(config: Config, embedder: Embedder) -> Iterator[Home]:
+    assistant_home = Home(config, embedder)
+    yield assistant_home
+    assistant_home.close()
+
+
+def shared_data(name: str) -> Path:
+    """A data set under ../shared/data, or skip the test saying why."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"shared evaluation data {path} is absent (see ../shared/data/README.md)")
+    return path
