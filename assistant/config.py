@@ -77,9 +77,7 @@ class Config:
         return self.home / "models"
 
     @classmethod
-    def load(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Config:
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Defaults, then `ASSISTANT_*` from `environ` (default: os.environ), then `overrides`.
 
         Overrides whose value is None are ignored, so the CLI can pass every flag unconditionally.
