@@ -60,6 +60,18 @@ class _Paragraph:
     tokens: int  # the whole block counted at once (more exact than the sum of its units)
 
 
+@dataclass(frozen=True)
+class _Counter:
+    """The caller's token counter, reporting content tokens: what it adds to every text
+    (special tokens such as [CLS] and [SEP]) is counted once per chunk, not once per piece."""
+
+    count_tokens: TokenCounter
+    overhead: int
+
+    def content(self, texts: Sequence[str]) -> list[int]:
+        return [max(0, count - self.overhead) for count in self.count_tokens(texts)]
+
+
 def chunk_document(
     document: Document,
     count_tokens: TokenCounter,
@@ -83,6 +95,7 @@ def chunk_document(
         ]
     )
     overhead = counts[0]
+    counter = _Counter(count_tokens, overhead)
     budget = max(1, min(target, limit) - overhead)  # content tokens per chunk
     whole = dict(zip(live, counts[1 : 1 + len(live)], strict=True))
     sentence_counts = iter(counts[1 + len(live) :])
@@ -91,11 +104,11 @@ def chunk_document(
         text, units = blocks[index].text, []
         for start, end in sentences[index]:
             tokens = max(0, next(sentence_counts) - overhead)
-            units += _split_span(index, text, start, end, tokens, count_tokens, budget, overhead)
+            units += _split_span(index, text, start, end, tokens, counter, budget)
         paragraphs[index] = _Paragraph(units, max(0, whole[index] - overhead))
     groups: list[list[_Unit]] = []
     for section in _sections(blocks, live):
-        groups += _pack([paragraphs[index] for index in section], budget, overlap, blocks)
+        groups += _pack([paragraphs[index] for index in section], budget, overlap, blocks, counter)
     fitted = _within_limit(groups, blocks, count_tokens, limit)
     return [
         _make_chunk(ordinal, units, tokens, blocks)
@@ -147,14 +160,7 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 
 def _split_span(
-    block: int,
-    text: str,
-    start: int,
-    end: int,
-    tokens: int,
-    count_tokens: TokenCounter,
-    budget: int,
-    overhead: int,
+    block: int, text: str, start: int, end: int, tokens: int, counter: _Counter, budget: int
 ) -> list[_Unit]:
     """text[start:end] as units of at most `budget` tokens, cut at lines, then words, then
     characters (a long URL or base64 blob is one "word" of hundreds of tokens)."""
@@ -172,17 +178,19 @@ def _split_span(
     else:
         size = math.ceil((end - start) / max(2, math.ceil(tokens / budget)))
         spans = [(low, min(low + size, end)) for low in range(start, end, size)]
-    counts = count_tokens([text[low:high] for low, high in spans])
+    counts = counter.content([text[low:high] for low, high in spans])
     units: list[_Unit] = []
     for (low, high), count in zip(spans, counts, strict=True):
-        units += _split_span(
-            block, text, low, high, max(0, count - overhead), count_tokens, budget, overhead
-        )
+        units += _split_span(block, text, low, high, count, counter, budget)
     return units
 
 
 def _pack(
-    paragraphs: list[_Paragraph], budget: int, overlap: int, blocks: Sequence[Block]
+    paragraphs: list[_Paragraph],
+    budget: int,
+    overlap: int,
+    blocks: Sequence[Block],
+    counter: _Counter,
 ) -> list[list[_Unit]]:
     """Greedy packing of one section to `budget` tokens: whole paragraphs when they fit, else
     unit by unit. Each chunk after the first starts with the tail of the previous one."""
@@ -195,7 +203,7 @@ def _pack(
         nonlocal current, tokens, fresh
         if fresh:
             groups.append(current)
-            current = _carry(current, min(overlap, budget - needed), blocks)
+            current = _carry(current, min(overlap, budget - needed), blocks, counter)
             fresh = False
         while current and tokens_of(current) + needed > budget:
             current = current[1:]  # too little room for this overlap: shorten it
@@ -205,27 +213,27 @@ def _pack(
         return sum(unit.tokens for unit in units)
 
     for paragraph in paragraphs:
-        if fresh and tokens + paragraph.tokens <= budget:
-            pass  # the whole paragraph joins the current chunk
-        elif paragraph.tokens <= budget:
-            make_room(paragraph.tokens)  # break between paragraphs rather than inside one
-        else:
-            for unit in paragraph.units:
-                if tokens + unit.tokens > budget:
-                    make_room(unit.tokens)
-                current.append(unit)
-                tokens += unit.tokens
-                fresh = True
+        if paragraph.tokens <= budget:  # break between paragraphs rather than inside one
+            if tokens + paragraph.tokens > budget:
+                make_room(paragraph.tokens)
+            current = current + paragraph.units
+            tokens += paragraph.tokens
+            fresh = True
             continue
-        current = current + paragraph.units
-        tokens += paragraph.tokens
-        fresh = True
+        for unit in paragraph.units:
+            if tokens + unit.tokens > budget:
+                make_room(unit.tokens)
+            current.append(unit)
+            tokens += unit.tokens
+            fresh = True
     if fresh:
         groups.append(current)
     return groups
 
 
-def _carry(group: list[_Unit], allowance: int, blocks: Sequence[Block]) -> list[_Unit]:
+def _carry(
+    group: list[_Unit], allowance: int, blocks: Sequence[Block], counter: _Counter
+) -> list[_Unit]:
     """The overlap for the next chunk: the last whole units of `group` within `allowance`
     tokens (never all of it), or else the last words of its final unit."""
     carried: list[_Unit] = []
@@ -238,13 +246,17 @@ def _carry(group: list[_Unit], allowance: int, blocks: Sequence[Block]) -> list[
     if carried or allowance <= 0:
         return carried
     last = group[-1]
-    words = list(re.finditer(r"\S+", blocks[last.block].text[last.start : last.end]))
+    text = blocks[last.block].text
+    words = list(re.finditer(r"\S+", text[last.start : last.end]))
     per_word = last.tokens / max(1, len(words))
-    keep = int(allowance / per_word) if per_word else len(words)
-    if keep < 1 or keep >= len(words):
-        return []
-    start = last.start + words[-keep].start()
-    return [_Unit(last.block, start, last.end, math.ceil(keep * per_word))]
+    keep = min(len(words) - 1, int(allowance / per_word) if per_word else len(words))
+    while keep >= 1:  # estimate from the average word, then count the tail for real
+        start = last.start + words[-keep].start()
+        (tokens,) = counter.content([text[start : last.end]])
+        if tokens <= allowance:
+            return [_Unit(last.block, start, last.end, tokens)]
+        keep = min(keep - 1, int(keep * allowance / tokens))
+    return []
 
 
 def _within_limit(

@@ -374,3 +374,123 @@ def main() -> None:  # pragma: no cover - entry point
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+# --- eval ------------------------------------------------------------------------------------
+
+eval_app = typer.Typer(help="Measure retrieval, grounding and hallucination on external data.")
+app.add_typer(eval_app, name="eval")
+
+JsonOutOption = Annotated[
+    Path | None, typer.Option("--json-out", help="Write the metrics and settings as JSON.")
+]
+RecordsOption = Annotated[
+    Path | None, typer.Option("--records", help="Write one JSON line per evaluated item.")
+]
+
+
+def _run_suite(events: Any, json_out: Path | None, records: Path | None) -> Any:
+    """Draw a progress bar over a suite's events; print and save its report."""
+    from assistant.evals.report import EvalProgress, EvalReport, write_records, write_report
+
+    report: EvalReport | None = None
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        disable=not errors.is_terminal,
+    ) as progress:
+        task = progress.add_task("evaluating", total=None)
+        for event in events:
+            if isinstance(event, EvalProgress):
+                progress.update(
+                    task,
+                    description=event.label or "evaluating",
+                    completed=event.done,
+                    total=event.total or None,
+                )
+            elif isinstance(event, EvalReport):
+                report = event
+    if report is None:  # pragma: no cover - suites always end with a report
+        raise AssistantError("the evaluation produced no report")
+    _print_metrics(report.metrics, f"{report.suite}: {report.dataset} (n={report.n})")
+    console.print(f"[dim]{report.seconds:.1f} s[/]")
+    if json_out is not None:
+        write_report(report, json_out)
+        console.print(f"[dim]wrote {json_out}[/]")
+    if records is not None:
+        write_records(report.records, records)
+        console.print(f"[dim]wrote {records}[/]")
+    return report
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    table = Table(title=title, show_edge=False)
+    nested = all(isinstance(value, dict) for value in metrics.values())
+    if nested:
+        names = list(next(iter(metrics.values())).keys()) if metrics else []
+        table.add_column("mode")
+        for name in names:
+            table.add_column(name, justify="right")
+        for mode, values in metrics.items():
+            table.add_row(mode, *(_format_metric(values[name]) for name in names))
+    else:
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in metrics.items():
+            table.add_row(name, _format_metric(value))
+    console.print(table)
+
+
+def _format_metric(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.4f}"
+    return str(value)
+
+
+def _eval_home(home: Path | None, debug: bool) -> tuple[Config, Any]:
+    """The home an eval ingests into: the one given, or a fresh temporary folder."""
+    import tempfile
+
+    if home is not None:
+        return load_config(home, debug=debug), None
+    temporary = tempfile.TemporaryDirectory(prefix="assistant-eval-")
+    return load_config(Path(temporary.name), debug=debug), temporary
+
+
+@eval_app.command("retrieval")
+@handle_errors
+def eval_retrieval_command(
+    corpus: Annotated[Path, typer.Option("--corpus", help="BEIR corpus.jsonl.")],
+    queries: Annotated[Path, typer.Option("--queries", help="BEIR queries .jsonl.")],
+    qrels: Annotated[Path, typer.Option("--qrels", help="BEIR qrels .tsv.")],
+    mode: Annotated[str, typer.Option("--mode", help="dense, lexical, hybrid or all.")] = "all",
+    k: Annotated[int, typer.Option("--k", min=1, help="Cut-off for the records.")] = 10,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N queries.")] = None,
+    home: HomeOption = None,
+    json_out: JsonOutOption = None,
+    records: RecordsOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """nDCG@10, recall@1/5/10 and MRR@10 of each retrieval mode on a BEIR data set."""
+    from assistant.evals.retrieval import run_retrieval_eval
+    from assistant.retrieval import MODES
+
+    for path in (corpus, queries, qrels):
+        if not path.is_file():
+            raise AssistantError(f"no such file: {path}")
+    if mode != "all" and mode not in MODES:
+        raise AssistantError(f"--mode must be dense, lexical, hybrid or all, not {mode!r}")
+    modes = list(MODES) if mode == "all" else [mode]
+    config, temporary = _eval_home(home, debug)
+    assistant_home = Home(config)
+    try:
+        with assistant_home.writing():
+            events = run_retrieval_eval(assistant_home, corpus, queries, qrels, modes, k, limit)
+            _run_suite(events, json_out, records)
+    finally:
+        assistant_home.close()
+        if temporary is not None:
+            temporary.cleanup()

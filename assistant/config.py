@@ -31,6 +31,7 @@ class Config:
     home: Path = field(default_factory=default_home)
     database_url: str = ""  # empty: SQLite file `assistant.db` under home
     embedding_model: str = BUNDLED_EMBEDDER
+    embedding_backend: str = "torch"  # torch | onnx | openvino (see evals/bench/ingest.py)
     model: str = BUNDLED_LANGUAGE_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     debug: bool = False

@@ -225,7 +225,7 @@ def _markdown_blocks(text: str) -> tuple[list[Block], str]:
     lines = text.split("\n")
     title = _strip_front_matter(lines)
     headings: dict[int, tuple[int, str]] = {}
-    markup: set[int] = set()  # lines that are structure only (fences stay: they are text)
+    markup: set[int] = set()  # lines that cannot be part of a setext title's paragraph
     fence: str | None = None
     for index, line in enumerate(lines):
         fence_match = _FENCE.match(line)
@@ -304,6 +304,10 @@ def _strip_front_matter(lines: list[str]) -> str:
 _RST_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1+[ \t]*$")
 
 
+# Explicit markup (".. note::") and bullet items win over a title underline in docutils.
+_RST_NOT_TITLE = re.compile(r"^(?:\.\.(?:\s|$)|[-*+\u2022](?:\s|$))")
+
+
 def _is_adornment(line: str) -> bool:
     stripped = line.rstrip()
     if not _RST_ADORNMENT.match(line):
@@ -350,6 +354,7 @@ def _rst_blocks(text: str) -> list[Block]:
             starts_block
             and line.strip()
             and not line[0].isspace()
+            and not _RST_NOT_TITLE.match(line)
             and not _is_adornment(line)
             and _is_adornment(lines[index + 1])
             and len(lines[index + 1].rstrip()) >= _column_width(line.rstrip())
@@ -526,6 +531,7 @@ def _jsonl_documents(path: Path, text: str) -> Iterator[Document]:
     rows that changed. Rows with neither text nor title hold nothing to retrieve and are skipped.
     """
     seen: dict[str, int] = {}
+    found = False
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -553,6 +559,7 @@ def _jsonl_documents(path: Path, text: str) -> Iterator[Document]:
             continue
         block = Block(body, line_number, line_number, None, (title,) if title else ())
         row_hash = hashlib.sha256(line.encode()).hexdigest()
+        found = True
         yield Document(f"{path}#{row_id}", str(path), "jsonl", title or row_id, (block,), row_hash)
-    if not seen:
+    if not found:
         raise UnreadableFile("no text found")
