@@ -30,6 +30,7 @@ class Config:
 
     home: Path = field(default_factory=default_home)
     database_url: str = ""  # empty: SQLite file `assistant.db` under home
+    cache_dir: str = ""  # converted models; empty: `models/` under home (share it between homes)
     embedding_model: str = BUNDLED_EMBEDDER
     embedding_backend: str = "torch"  # torch | onnx | openvino (see evals/bench/ingest.py)
     model: str = BUNDLED_LANGUAGE_MODEL
@@ -75,7 +76,7 @@ class Config:
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return Path(self.cache_dir).expanduser() if self.cache_dir else self.home / "models"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

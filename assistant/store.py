@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +21,8 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    Column,
     Connection,
     Engine,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
     create_engine,
     delete,
     event,
@@ -43,61 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.errors import StoreError
-
-metadata = MetaData()
-
-schema_migrations = Table(
-    "schema_migrations",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("applied_at", Float, nullable=False),
-)
-
-documents = Table(
-    "documents",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("key", Text, nullable=False, unique=True),  # path, or path#id for a JSONL row
-    Column("path", Text, nullable=False, index=True),  # the file the document came from
-    Column("format", String(20), nullable=False),
-    Column("title", Text),
-    Column("content_hash", String(64), nullable=False),
-    Column("file_hash", String(64), nullable=False),
-    Column("size", Integer, nullable=False),
-    Column("mtime", Float, nullable=False),
-    Column("chunk_count", Integer, nullable=False, default=0),
-    Column("ingested_at", Float, nullable=False),
-    sqlite_autoincrement=True,
-)
-
-chunks = Table(
-    "chunks",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "document_id",
-        Integer,
-        ForeignKey("documents.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    Column("ordinal", Integer, nullable=False),
-    Column("text", Text, nullable=False),
-    Column("start_line", Integer),
-    Column("end_line", Integer),
-    Column("page", Integer),
-    Column("heading", Text, nullable=False, default=""),
-    Column("token_count", Integer, nullable=False),
-    Column("embedding", LargeBinary, nullable=False),
-    sqlite_autoincrement=True,
-)
-
-settings = Table(
-    "settings",
-    metadata,
-    Column("key", String(100), primary_key=True),
-    Column("value", Text, nullable=False),
-)
+from assistant.schema import chunks, documents, migrate, schema_migrations, settings
 
 
 @dataclass(frozen=True)
@@ -157,180 +94,20 @@ class NewDocument:
 
 
 # ---------------------------------------------------------------------------------------------
-# Migrations: append only. Each runs once, in order, inside its own transaction.
-
-
-def _create_core_tables(connection: Connection) -> None:
-    metadata.create_all(connection, tables=[documents, chunks, settings], checkfirst=True)
-
-
-def _create_fts(connection: Connection) -> None:
-    if connection.dialect.name != "sqlite":
-        return
-    for statement in (
-        "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5("
-        "text, heading, content='chunks', content_rowid='id', tokenize='porter unicode61')",
-        "CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN "
-        "INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading); END",
-        "CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN "
-        "INSERT INTO chunks_fts(chunks_fts, rowid, text, heading) "
-        "VALUES ('delete', old.id, old.text, old.heading); END",
-        "CREATE TRIGGER IF NOT EXISTS chunks_fts_update AFTER UPDATE ON chunks BEGIN "
-        "INSERT INTO chunks_fts(chunks_fts, rowid, text, heading) "
-        "VALUES ('delete', old.id, old.text, old.heading); "
-        "INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading); END",
-        "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')",
-    ):
-        connection.exec_driver_sql(statement)
-
-
-MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
-    ("0001_documents_chunks_settings", _create_core_tables),
-    ("0002_chunks_fts5", _create_fts),
-]
-
-
-def register_migration(name: str, apply: Callable[[Connection], None]) -> None:
-    """Append a migration (used by modules that own their own tables, such as sessions)."""
-    if any(existing == name for existing, _ in MIGRATIONS):
-        return
-    MIGRATIONS.append((name, apply))
-
-
-# ---------------------------------------------------------------------------------------------
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 # Words too common to help a BM25 query; the FTS query ORs the rest.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "all",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "herself",
-        "him",
-        "himself",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "myself",
-        "no",
-        "nor",
-        "not",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "ourselves",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "themselves",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-    ]
-)
+_STOPWORDS_TEXT = """
+a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has
+have having he her here hers herself him himself his how i if in into is it its itself just me
+more most my myself no nor not of off on once only or other our ours ourselves out over own same
+she should so some such than that the their theirs them themselves then there these they this
+those through to too under until up very was we were what when where which while who whom why
+will with would you your yours yourself yourselves
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
 class Store:
@@ -357,23 +134,10 @@ class Store:
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded; returns their names."""
-        applied: list[str] = []
         try:
-            with self.engine.begin() as connection:
-                metadata.create_all(connection, tables=[schema_migrations], checkfirst=True)
-                done = set(connection.execute(select(schema_migrations.c.name)).scalars())
-            for name, apply in MIGRATIONS:
-                if name in done:
-                    continue
-                with self.engine.begin() as connection:
-                    apply(connection)
-                    connection.execute(
-                        insert(schema_migrations).values(name=name, applied_at=time.time())
-                    )
-                applied.append(name)
+            return migrate(self.engine)
         except SQLAlchemyError as error:
             raise StoreError(f"cannot prepare the database {self.url}: {error}") from error
-        return applied
 
     def applied_migrations(self) -> list[str]:
         with self.engine.connect() as connection:
@@ -480,12 +244,13 @@ class Store:
                     )
         return removed, added
 
-    def touch_file(self, path: str, size: int, mtime: float) -> None:
-        """Record a new size/mtime for a file whose content did not change."""
+    def touch_file(self, path: str, size: int, mtime: float, file_hash: str | None = None) -> None:
+        """Record a new size/mtime (and hash) for a file whose documents did not change."""
+        values: dict[str, Any] = {"size": size, "mtime": mtime}
+        if file_hash is not None:
+            values["file_hash"] = file_hash
         with self.transaction() as connection:
-            connection.execute(
-                documents.update().where(documents.c.path == path).values(size=size, mtime=mtime)
-            )
+            connection.execute(documents.update().where(documents.c.path == path).values(**values))
 
     def forget_paths(self, paths: Iterable[str]) -> list[int]:
         """Delete every document of these files; returns the removed chunk ids."""

@@ -44,3 +44,9 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared evaluation data {path} is absent (see ../shared/data/README.md)")
     return path
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for converted model weights, shared by every test of the session."""
+    return tmp_path_factory.mktemp("model-cache")

@@ -117,3 +117,26 @@ def test_one_writer_at_a_time(home: Home) -> None:
         other = Home(home.config)
         with pytest.raises(BusyError), other.writing():
             pass
+
+
+def test_big_corpus_is_committed_in_groups_and_resumes(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assistant.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "FLUSH_CHUNKS", 2)
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [
+        {"_id": str(i), "title": "", "text": f"Row {i} talks about item {i}."} for i in range(5)
+    ]
+    corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    events = ingest(home, [corpus])
+    progress = [e for e in events if not isinstance(e, IngestSummary)]
+    assert len(home.store.documents()) == 5
+    assert sum(1 for e in progress if e.path == str(corpus)) >= 3  # several group commits
+
+    rows.reverse()  # same rows, different bytes: nothing to embed
+    corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    summary = _run(home, corpus)
+    assert summary.chunks_added == 0 and len(home.store.documents()) == 5
+    assert len(_run(home, corpus).unchanged) == 1

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.store import MIGRATIONS, NewChunk, NewDocument, Store, fts_query
+from assistant.schema import MIGRATIONS
+from assistant.store import NewChunk, NewDocument, Store, fts_query
 
 
 def _document(
