@@ -17,7 +17,7 @@ setup: $(BIN)/python
 
 demo: setup
 	$(BIN)/assistant ingest corpora/sample
-	$(BIN)/assistant search "What does the KV cache store?" -k 3
+	$(BIN)/assistant ask "What does the KV cache store?"
 
 test:
 	$(BIN)/python -m pytest -q

@@ -30,7 +30,8 @@ from assistant.config import Config
 from assistant.errors import AssistantError
 from assistant.home import Home
 from assistant.ingest import IngestProgress, IngestSummary, ingest
-from assistant.passage import Passage
+from assistant.render import display_path
+from assistant.render import location as passage_location
 
 app = typer.Typer(
     help="A local, private assistant that answers from your documents and cites its sources.",
@@ -38,8 +39,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
 
 HomeOption = Annotated[
     Path | None,
@@ -58,6 +59,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF de-quantization bar is plain tqdm
     try:
         from transformers.utils import logging as transformers_logging
 
@@ -92,28 +94,6 @@ def handle_errors(function: F) -> F:
 
 def load_config(home: Path | None, **overrides: Any) -> Config:
     return Config.load(home=home, **overrides)
-
-
-def display_path(path: str) -> str:
-    """A stored absolute path as a user would type it: relative to the current folder if inside."""
-    base, _, fragment = path.partition("#")
-    try:
-        relative = os.path.relpath(base)
-    except ValueError:
-        relative = base
-    shown = relative if not relative.startswith("..") else base
-    return f"{shown}#{fragment}" if fragment else shown
-
-
-def passage_location(passage: Passage) -> str:
-    where = display_path(passage.source)
-    if passage.page is not None:
-        return f"{where} p.{passage.page}"
-    if passage.start_line is not None:
-        end = passage.end_line
-        suffix = f"-{end}" if end is not None and end != passage.start_line else ""
-        return f"{where}:{passage.start_line}{suffix}"
-    return where
 
 
 # --- ingest ----------------------------------------------------------------------------------
@@ -198,6 +178,160 @@ def _print_ingest_summary(summary: IngestSummary) -> None:
 
 
 # --- search ----------------------------------------------------------------------------------
+
+
+@app.command("ask")
+@handle_errors
+def ask_command(
+    question: Annotated[str, typer.Argument(help="Your question, in quotes.")],
+    k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, help="Passages to use.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Hugging Face id, local folder or .gguf file."),
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Answer a question from your documents, citing where each statement comes from."""
+    from assistant.answer import Answerer
+    from assistant.render import show_answer
+
+    if not question.strip():
+        raise AssistantError("the question is empty")
+    config = load_config(home, debug=debug, model=model, top_k=k)
+    assistant_home = Home(config)
+    if assistant_home.is_empty():
+        _empty_home_hint(config)
+        raise typer.Exit(1)
+    answerer = Answerer(assistant_home, _load_model(config))
+    events = answerer.ask(question)
+    if as_json:
+        from assistant.answer import Answer
+
+        answers = [event for event in events if isinstance(event, Answer)]
+        print(json.dumps(answers[-1].as_dict(), indent=2))
+        return
+    show_answer(console, events)
+
+
+def _load_model(config: Config) -> Any:
+    """Load the language model, with a spinner on a terminal (the first run converts the GGUF)."""
+    from assistant.generation import LanguageModel
+
+    with (
+        errors.status("loading the language model…", spinner="dots")
+        if errors.is_terminal
+        else (_nothing())
+    ):
+        return LanguageModel.load(config)
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+@app.command("chat")
+@handle_errors
+def chat_command(
+    session: Annotated[
+        str, typer.Option("--session", "-s", help="Session name: resumes it if it exists.")
+    ] = "default",
+    k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, help="Passages to use.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Hugging Face id, local folder or .gguf file."),
+    ] = None,
+    home: HomeOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Talk with your documents: follow-up questions, sources, and memory across sessions."""
+    from assistant.answer import Answerer
+    from assistant.chat import ChatScreen
+    from assistant.conversation import Conversation
+    from assistant.session import Sessions
+
+    config = load_config(home, debug=debug, model=model, top_k=k)
+    assistant_home = Home(config)
+    interactive = sys.stdin.isatty()
+    if assistant_home.is_empty() and not _offer_sample_corpus(assistant_home, interactive):
+        raise typer.Exit(1)
+    answerer = Answerer(assistant_home, _load_model(config))
+    sessions = Sessions(assistant_home.store)
+    conversation = Conversation(answerer, sessions, sessions.open(session))
+
+    def list_documents() -> list[str]:
+        return [display_path(row.key) for row in assistant_home.store.documents()]
+
+    ChatScreen(conversation, console, list_documents, interactive).run()
+
+
+def _sample_corpus() -> Path | None:
+    """The bundled sample corpus, when running from a clone of the repository."""
+    folder = Path(__file__).resolve().parent.parent / "corpora" / "sample"
+    return folder if folder.is_dir() else None
+
+
+def _offer_sample_corpus(assistant_home: Home, interactive: bool) -> bool:
+    """Nothing is ingested: say how to ingest and offer the sample corpus; True if ingested."""
+    sample = _sample_corpus()
+    errors.print(f"[yellow]Nothing is ingested in {assistant_home.path} yet.[/]")
+    errors.print("Ingest your documents first:  assistant ingest ~/Documents/notes")
+    if sample is None:
+        return False
+    errors.print(f"or try the bundled sample corpus:  assistant ingest {display_path(str(sample))}")
+    if not interactive:
+        return False
+    if not typer.confirm("Ingest the sample corpus now?", default=True):
+        return False
+    with assistant_home.writing():
+        for event in ingest(assistant_home, [sample]):
+            if isinstance(event, IngestSummary):
+                _print_ingest_summary(event)
+        assistant_home.save_index()
+    return True
+
+
+@app.command("sessions")
+@handle_errors
+def sessions_command(
+    delete: Annotated[
+        str | None, typer.Option("--delete", help="Delete the session with this name.")
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """List chat sessions, or delete one."""
+    from datetime import datetime
+
+    from assistant.session import Sessions
+
+    config = load_config(home, debug=debug)
+    sessions = Sessions(Home(config).store)
+    if delete is not None:
+        sessions.delete(delete)
+        console.print(f"deleted session {escape(delete)}")
+        return
+    found = sessions.list()
+    if as_json:
+        print(json.dumps([info.__dict__ for info in found], indent=2))
+        return
+    if not found:
+        console.print("[dim]No sessions yet; `assistant chat --session NAME` starts one.[/]")
+        return
+    table = Table(show_edge=False)
+    table.add_column("session")
+    table.add_column("turns", justify="right")
+    table.add_column("last used")
+    for info in found:
+        when = datetime.fromtimestamp(info.updated_at).strftime("%Y-%m-%d %H:%M")
+        table.add_row(escape(info.name), str(info.turns), when)
+    console.print(table)
 
 
 @app.command("search")
@@ -494,3 +628,69 @@ def eval_retrieval_command(
         assistant_home.close()
         if temporary is not None:
             temporary.cleanup()
+
+
+@eval_app.command("qa")
+@handle_errors
+def eval_qa_command(
+    docs: Annotated[Path, typer.Option("--docs", help="Folder of documents to answer from.")],
+    questions: Annotated[
+        Path, typer.Option("--questions", help="SQuAD 2.0-style questions .jsonl.")
+    ],
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="A seeded sample, half answerable, half not."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
+    model: Annotated[str | None, typer.Option("--model", help="Language model.")] = None,
+    home: HomeOption = None,
+    json_out: JsonOutOption = None,
+    records: RecordsOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Exact match, F1, abstention, citation accuracy and latency of `ask` on a QA set."""
+    from assistant.evals.qa import run_qa_eval
+
+    if not docs.is_dir():
+        raise AssistantError(f"no such folder: {docs}")
+    if not questions.is_file():
+        raise AssistantError(f"no such file: {questions}")
+    config, temporary = _eval_home(home, debug)
+    config = config.replace(model=model, temperature=0.0)
+    assistant_home = Home(config)
+    try:
+        with assistant_home.writing():
+            events = run_qa_eval(assistant_home, _load_model(config), docs, questions, limit, seed)
+            _run_suite(events, json_out, records)
+    finally:
+        assistant_home.close()
+        if temporary is not None:
+            temporary.cleanup()
+
+
+@eval_app.command("hallucination")
+@handle_errors
+def eval_hallucination_command(
+    data: Annotated[Path, typer.Option("--data", help="HaluEval qa_data.jsonl.")],
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="A seeded sample.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
+    json_out: JsonOutOption = None,
+    records: RecordsOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """How well the support checker tells grounded answers from hallucinated ones (HaluEval)."""
+    from assistant.embedding import Embedder
+    from assistant.evals.hallucination import run_hallucination_eval
+    from assistant.grounding import SupportChecker
+
+    if not data.is_file():
+        raise AssistantError(f"no such file: {data}")
+    config = load_config(None, debug=debug)
+    embedder = Embedder(config.embedding_model, config.device, config.embed_batch_size)
+    checker = SupportChecker(
+        embedder.embed,
+        threshold=config.support_threshold,
+        min_evidence_score=config.min_retrieval_score,
+    )
+    events = run_hallucination_eval(checker, data, limit, seed, config.embedding_model)
+    _run_suite(events, json_out, records)

@@ -32,7 +32,7 @@ class Config:
     database_url: str = ""  # empty: SQLite file `assistant.db` under home
     cache_dir: str = ""  # converted models; empty: `models/` under home (share it between homes)
     embedding_model: str = BUNDLED_EMBEDDER
-    embedding_backend: str = "torch"  # torch | onnx | openvino (see evals/bench/ingest.py)
+    embedding_backend: str = "openvino"  # torch | onnx | openvino (see evals/bench/ingest.py)
     model: str = BUNDLED_LANGUAGE_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     debug: bool = False
@@ -46,6 +46,7 @@ class Config:
 
     # Retrieval
     top_k: int = 5
+    rewrite_follow_ups: bool = True  # expand follow-up questions with the previous turn
     retrieval_mode: str = "hybrid"  # dense | lexical | hybrid
     rrf_k: int = 60
     candidates: int = 50
@@ -62,8 +63,10 @@ class Config:
 
     # Grounding
     unsupported: str = "flag"  # flag | drop
-    support_threshold: float = 0.5
-    min_retrieval_score: float = 0.3
+    support_threshold: float = 0.19  # tuned: python evals/tune_support.py (see grounding.py)
+    min_retrieval_score: float = 0.46  # question-passage cosine below which we abstain
+    extractive_fallback: bool = True  # quote passage sentences when the model is unsupported
+    min_quote_score: float = 0.45
 
     @property
     def database(self) -> str:
@@ -111,6 +114,10 @@ class Config:
             raise ConfigError("chunk_tokens must be at least 16")
         if not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError("chunk_overlap must be between 0 and chunk_tokens - 1")
+        if self.embedding_backend not in ("torch", "onnx", "openvino"):
+            raise ConfigError(
+                f"embedding_backend must be torch, onnx or openvino, not {self.embedding_backend!r}"
+            )
         if self.retrieval_mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(
                 f"retrieval_mode must be dense, lexical or hybrid, not {self.retrieval_mode!r}"

@@ -50,3 +50,24 @@ def shared_data(name: str) -> Path:
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder for converted model weights, shared by every test of the session."""
     return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def sample_environment(
+    tmp_path_factory: pytest.TempPathFactory, model_cache: Path, embedder: Embedder
+) -> dict[str, str]:
+    """Environment variables for a CLI subprocess over a home holding the sample corpus."""
+    from assistant.ingest import ingest
+
+    home = tmp_path_factory.mktemp("sample-home")
+    config = Config.load(environ={}, home=home)
+    assistant_home = Home(config, embedder)
+    for _ in ingest(assistant_home, [SAMPLE_CORPUS]):
+        pass
+    assistant_home.close()
+    return {
+        **os.environ,
+        "ASSISTANT_HOME": str(home),
+        "ASSISTANT_CACHE_DIR": str(model_cache),
+        "COLUMNS": "120",
+    }

@@ -1,0 +1,257 @@
+"""Answer one question from the documents: retrieve, build the prompt, stream, check citations.
+
+`Answerer.ask` is a generator: first a `Retrieved` event (the passages found), then the answer's
+text pieces as the model produces them (plain `str`), then one `Answer` with the checked result.
+The tiny default model cannot be trusted to cite, so the answer that counts is the checked one:
+every sentence is matched against the passages, citations are chosen by the system, and the
+assistant abstains when retrieval is weak (before generating anything) or when nothing the model
+said is supported by the passages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from assistant.context import Budget, ContextWindow, Prompt, format_passage
+from assistant.errors import InputError
+from assistant.extractive import best_quotes
+from assistant.grounding import ABSTAIN_MESSAGE, GroundedAnswer, SentenceCheck, SupportChecker
+from assistant.home import Home
+from assistant.memory import Turn, rewrite_query
+from assistant.passage import Passage
+from assistant.prompts import fill_prompt, load_prompt
+
+if TYPE_CHECKING:
+    from assistant.generation import LanguageModel
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """The passages found for a question (before any text is generated)."""
+
+    query: str  # what was searched: the question, rewritten to stand alone if it was a follow-up
+    passages: tuple[Passage, ...]
+    milliseconds: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The checked answer to one question, with everything needed to show or score it."""
+
+    question: str
+    query: str
+    grounded: GroundedAnswer
+    passages: tuple[Passage, ...]  # as numbered in the prompt: passage n is passages[n - 1]
+    model: str
+    budget: Budget | None = None
+    folded_turns: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.grounded.answer
+
+    @property
+    def abstained(self) -> bool:
+        return self.grounded.abstained
+
+    def cited_numbers(self) -> list[int]:
+        numbers = {
+            number
+            for sentence in self.grounded.sentences
+            if sentence.supported
+            for number in sentence.citations
+        }
+        return sorted(number for number in numbers if 1 <= number <= len(self.passages))
+
+    def cited_passages(self) -> list[tuple[int, Passage]]:
+        return [(number, self.passages[number - 1]) for number in self.cited_numbers()]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `assistant ask --json` object."""
+        return {
+            "question": self.question,
+            "query": self.query,
+            "answer": self.grounded.answer,
+            "abstained": self.grounded.abstained,
+            "abstain_reason": self.grounded.reason,
+            "sentences": [
+                {
+                    "text": sentence.text,
+                    "supported": sentence.supported,
+                    "citations": list(sentence.citations),
+                    "score": round(sentence.score, 4),
+                }
+                for sentence in self.grounded.sentences
+            ],
+            "citations": [
+                {
+                    "n": number,
+                    "source": passage.source,
+                    "start_line": passage.start_line,
+                    "end_line": passage.end_line,
+                    "page": passage.page,
+                    "heading": passage.heading,
+                    "text": passage.text,
+                    "score": round(passage.score, 6),
+                }
+                for number, passage in self.cited_passages()
+            ],
+            "retrieved": [
+                {"n": number, "source": passage.source, "location": passage.location}
+                for number, passage in enumerate(self.passages, start=1)
+            ],
+            "raw_answer": self.grounded.raw_answer,
+            "timings": {name: round(value, 3) for name, value in self.timings.items()},
+            "budget": self.budget.as_dict() if self.budget is not None else None,
+            "model": self.model,
+        }
+
+
+AnswerEvent = Retrieved | str | Answer
+
+
+def render_user_message(question: str, passages: Sequence[Passage]) -> str:
+    """The user turn of the prompt, from `prompts/answer.md`."""
+    blocks = "\n\n".join(format_passage(n, passage) for n, passage in enumerate(passages, 1))
+    return fill_prompt("answer", passages=blocks, question=question)
+
+
+class Answerer:
+    """Answers questions over one home with one language model."""
+
+    def __init__(
+        self,
+        home: Home,
+        language_model: LanguageModel,
+        checker: SupportChecker | None = None,
+    ) -> None:
+        config = home.config
+        self.home = home
+        self.config = config
+        self.language_model = language_model
+        self.checker = checker or SupportChecker(
+            home.embedder.embed,
+            threshold=config.support_threshold,
+            min_evidence_score=config.min_retrieval_score,
+        )
+        self.retriever = home.retriever()
+        self.window = ContextWindow(
+            language_model.count_tokens,
+            language_model.count_message_tokens,
+            context_length=language_model.context_length,
+            answer_reserve=config.answer_reserve,
+        )
+
+    def build_prompt(
+        self, question: str, passages: Sequence[Passage], turns: Sequence[Turn], summary: str
+    ) -> Prompt:
+        return self.window.assemble(
+            system=load_prompt("system"),
+            question=question,
+            passages=passages,
+            summary=summary,
+            turns=turns,
+            render_user=render_user_message,
+        )
+
+    def ask(
+        self,
+        question: str,
+        *,
+        turns: Sequence[Turn] = (),
+        summary: str = "",
+        k: int | None = None,
+    ) -> Generator[AnswerEvent, None, None]:
+        """Retrieve, stream and check one answer (see the module docstring for the events)."""
+        question = " ".join(question.split())
+        if not question:
+            raise InputError("the question is empty")
+        started = time.perf_counter()
+        query = rewrite_query(question, turns) if self.config.rewrite_follow_ups else question
+        result = self.retriever.search(query, k or self.config.top_k)
+        passages = tuple(result.passages)
+        yield Retrieved(query, passages, result.milliseconds)
+        timings: dict[str, float] = {"retrieval_ms": result.milliseconds}
+
+        if not passages or self.checker.evidence_is_weak(query, passages):
+            timings["total_s"] = time.perf_counter() - started
+            yield Answer(
+                question,
+                query,
+                _abstention("weak_retrieval"),
+                passages,
+                self.language_model.name,
+                timings=timings,
+            )
+            return
+
+        prompt = self.build_prompt(question, passages, turns, summary)
+        limit = min(self.config.max_new_tokens, self.config.answer_reserve)
+        pieces: list[str] = []
+        generation_started = time.perf_counter()
+        stream = self.language_model.stream(prompt.messages, max_new_tokens=limit)
+        try:
+            for piece in stream:
+                if not pieces:
+                    timings["ttft_ms"] = (time.perf_counter() - started) * 1000
+                pieces.append(piece)
+                yield piece
+        finally:
+            stream.close()
+        stats = self.language_model.last_stats
+        timings["generation_s"] = time.perf_counter() - generation_started
+        timings["tokens"] = float(stats.new_tokens if stats else 0)
+        timings["tokens_per_s"] = stats.tokens_per_s if stats else 0.0
+        grounded = self.checker.check(
+            "".join(pieces), prompt.passages, unsupported=self.config.unsupported
+        )
+        if grounded.abstained and self.config.extractive_fallback:
+            grounded = self._quote(question, prompt.passages, grounded)
+        timings["total_s"] = time.perf_counter() - started
+        yield Answer(
+            question,
+            query,
+            grounded,
+            prompt.passages,
+            self.language_model.name,
+            budget=prompt.budget,
+            folded_turns=prompt.folded_turns,
+            timings=timings,
+        )
+
+    def _quote(
+        self, question: str, passages: Sequence[Passage], rejected: GroundedAnswer
+    ) -> GroundedAnswer:
+        """The best passage sentences, quoted and cited, if they answer well enough."""
+        quotes = best_quotes(question, passages, self.checker.embed)
+        if not quotes or quotes[0].score < self.config.min_quote_score:
+            return rejected
+        sentences = tuple(
+            SentenceCheck(
+                text=quote.text,
+                supported=True,
+                citations=(quote.passage,),
+                model_citations=(),
+                score=quote.score,
+                is_claim=True,
+                display=f"{quote.text} [{quote.passage}]",
+            )
+            for quote in quotes
+        )
+        return GroundedAnswer(
+            answer=" ".join(sentence.display for sentence in sentences),
+            abstained=False,
+            reason="extractive",
+            sentences=sentences,
+            raw_answer=rejected.raw_answer,
+        )
+
+
+def _abstention(reason: str) -> GroundedAnswer:
+    return GroundedAnswer(
+        answer=ABSTAIN_MESSAGE, abstained=True, reason=reason, sentences=(), raw_answer=""
+    )

@@ -1,0 +1,63 @@
+"""Extractive answers: the passage sentences that best answer a question, quoted and cited.
+
+The default language model is tiny (135M parameters): given good passages it still often answers
+from its own memory or says nothing useful, and the checker then rejects every sentence. When
+retrieval is strong but nothing the model said is supported, the assistant quotes the sentences of
+the passages that best match the question instead of abstaining: a quote is grounded by
+construction, and its citation points at exactly the passage it came from.
+
+A sentence's score mixes its embedding similarity to the question with the share of the
+question's content words it contains (the same two signals the checker uses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.grounding import Embed, content_words, is_claim, split_sentences
+from assistant.passage import Passage
+
+LEXICAL_WEIGHT = 0.3
+MAX_SENTENCES = 2
+SECOND_SENTENCE_MARGIN = 0.08  # a second sentence must score within this of the best
+
+
+@dataclass(frozen=True)
+class Quote:
+    text: str
+    passage: int  # 1-based number of the passage it comes from
+    score: float
+
+
+def best_quotes(
+    question: str, passages: Sequence[Passage], embed: Embed, limit: int = MAX_SENTENCES
+) -> list[Quote]:
+    """Up to `limit` sentences of `passages` that best answer `question`, best first."""
+    candidates: list[tuple[int, str]] = []
+    for number, passage in enumerate(passages, start=1):
+        for sentence in split_sentences(passage.text):
+            sentence = " ".join(sentence.split())
+            if len(sentence) >= 20 and is_claim(sentence):
+                candidates.append((number, sentence))
+    if not candidates:
+        return []
+    vectors = np.asarray(embed([question, *(sentence for _, sentence in candidates)]))
+    semantic = vectors[1:] @ vectors[0]
+    asked = set(content_words(question))
+    quotes = []
+    for (number, sentence), similarity in zip(candidates, semantic, strict=True):
+        words = set(content_words(sentence))
+        lexical = len(asked & words) / len(asked) if asked else 0.0
+        score = (1 - LEXICAL_WEIGHT) * float(similarity) + LEXICAL_WEIGHT * lexical
+        quotes.append(Quote(sentence, number, score))
+    quotes.sort(key=lambda quote: -quote.score)
+    chosen = [quotes[0]]
+    for quote in quotes[1:]:
+        if len(chosen) >= limit or quote.score < quotes[0].score - SECOND_SENTENCE_MARGIN:
+            break
+        if quote.text not in (c.text for c in chosen):
+            chosen.append(quote)
+    return chosen

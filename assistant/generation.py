@@ -1,0 +1,423 @@
+"""The local language model: load it once, then stream an answer to chat messages piece by piece.
+
+Decoding is a plain loop in the caller's thread: one forward pass over the prompt fills a key/value
+cache, then one token per step, with the repetition penalty and sampling warpers applied exactly as
+`model.generate` applies them (greedy output is token-for-token the same). There is no background
+thread, so Ctrl-C lands in the loop itself and closing the generator stops decoding at once.
+
+The bundled model is a quantized GGUF file that transformers must de-quantize on every load (~20 s
+on a small CPU). The first load therefore saves a dense copy under `config.models_dir`, written to a
+temporary folder and renamed into place so an interrupted save never leaves a half-written cache;
+later loads read that copy in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.config import Config
+from assistant.errors import ConfigError, InputError, ModelError
+from assistant.models import ModelSource, resolve_language_model
+
+if TYPE_CHECKING:
+    import torch
+
+# Torch's OpenMP workers spin while they wait for work. When the cores are shared (another
+# program, an index build), a spinning worker that loses its core stalls every parallel region:
+# on a busy 2-core machine decoding ran 4x slower and the prompt pass 20x slower than with passive
+# waiting. The policy is read once, when torch loads, so this only helps if torch is not loaded yet;
+# an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROLES = ("system", "user", "assistant")
+_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, ImportError)
+_STALE_TEMP_SECONDS = 600.0  # a temporary dense copy this old belongs to a killed run
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """How one `stream` call went. `new_tokens` counts every token decoded, a final EOS included."""
+
+    prompt_tokens: int
+    new_tokens: int
+    ttft_s: float  # seconds from the call to the first yielded piece
+    generation_s: float  # seconds from the call to the end
+    stopped: str  # "eos" | "length" | "cancelled"
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode speed after the first token (prefill excluded); 0 when there is too little."""
+        decode_seconds = self.generation_s - self.ttft_s
+        if self.new_tokens < 2 or decode_seconds <= 0:
+            return 0.0
+        return (self.new_tokens - 1) / decode_seconds
+
+
+class IncrementalDecoder:
+    """Turns a growing list of token ids into text pieces without ever splitting a character.
+
+    A character may span several byte-level tokens; until its last byte arrives the decoded text
+    ends in U+FFFD, so that tail is held back. Decoding the whole answer each time (instead of
+    token by token) also keeps the spaces that some tokenizers only render in context.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self._decode = decode
+        self._ids: list[int] = []
+        self._emitted = 0  # characters of the decoded text already handed out
+
+    def push(self, token_id: int) -> str:
+        """Add one token; return the new text it completes (possibly empty)."""
+        self._ids.append(token_id)
+        text = self._decode(self._ids)
+        if text.endswith("\ufffd"):
+            return ""
+        return self._take(text)
+
+    def flush(self) -> str:
+        """Whatever is still held back, broken characters included: the answer has ended."""
+        return self._take(self._decode(self._ids)) if self._ids else ""
+
+    def _take(self, text: str) -> str:
+        piece = text[self._emitted :]
+        self._emitted = len(text)
+        return piece
+
+
+class LanguageModel:
+    """A chat model on one device. Build it with `LanguageModel.load(config)`."""
+
+    def __init__(self, config: Config, model: Any, tokenizer: Any, device: torch.device) -> None:
+        self._config = config
+        self._model = model
+        self._tokenizer = tokenizer
+        self._device = device
+        self.name = config.model
+        self.device = str(device)
+        self.context_length = _context_length(model.config, config.context_cap)
+        self.last_stats: GenerationStats | None = None
+        self._eos_ids = _eos_ids(model.generation_config, tokenizer)
+        self._processors = _logits_processors(config)
+        self._sampling = config.temperature > 0
+
+    @classmethod
+    def load(cls, config: Config) -> LanguageModel:
+        """Resolve `config.model`, load it (through the dense cache for GGUF files) and ready it."""
+        import torch
+
+        _check_decoding_settings(config)
+        source = resolve_language_model(config.model)
+        device, dtype = _choose_device(config.device)
+        if device.type == "cpu":
+            torch.set_num_threads(_available_cores())
+        try:
+            with _quiet_progress_bars():
+                if source.gguf_file:
+                    model, tokenizer = _load_gguf(source, config.models_dir, dtype)
+                else:
+                    model, tokenizer = _load_folder(source.location, dtype)
+        except _LOAD_ERRORS as error:
+            reason = " ".join(str(error).split())  # transformers' messages span several lines
+            raise ModelError(
+                f"cannot load model {config.model!r}: {reason}; "
+                "pass a local folder or .gguf file with --model"
+            ) from error
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelError(
+                f"model {config.model!r} has no chat template; use an instruction-tuned chat model"
+            )
+        model.to(device)
+        model.eval()
+        return cls(config, model, tokenizer, device)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` alone, without any special tokens."""
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_message_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
+        """Tokens of the whole chat-templated prompt, generation prompt included."""
+        return len(self._prompt_ids(messages))
+
+    def stream(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> Generator[str, None, None]:
+        """Yield the answer's text pieces as they are decoded; sets `last_stats` when it ends.
+
+        The prompt is checked at once (InputError if it leaves no room for `max_new_tokens`);
+        decoding starts at the first `next()`. Closing the generator cancels decoding.
+        """
+        started = time.perf_counter()
+        limit = self._config.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if limit < 1:
+            raise InputError("max_new_tokens must be at least 1")
+        prompt_ids = self._prompt_ids(messages)
+        room = self.context_length - limit
+        if len(prompt_ids) > room:
+            raise InputError(
+                f"the prompt has {len(prompt_ids)} tokens but only {max(room, 0)} fit: the "
+                f"context is {self.context_length} tokens and {limit} are kept for the answer; "
+                "shorten the question or retrieve fewer passages"
+            )
+        return self._decode(prompt_ids, limit, started)
+
+    def complete(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> str:
+        """The whole answer at once."""
+        return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
+
+    def _prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        _check_messages(messages)
+        text = self._tokenizer.apply_chat_template(
+            [dict(message) for message in messages], add_generation_prompt=True, tokenize=False
+        )
+        # The template already holds the special tokens; adding them again would double the BOS.
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _text_of(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
+    def _decode(
+        self, prompt_ids: list[int], limit: int, started: float
+    ) -> Generator[str, None, None]:
+        import torch
+        from transformers import DynamicCache
+
+        # inference_mode is entered per step, never across a yield, so it does not leak into
+        # the consumer's code between pieces.
+        inference = torch.inference_mode()
+        generator: torch.Generator | None = None
+        if self._sampling:
+            generator = torch.Generator(device=self._device).manual_seed(self._config.seed)
+        cache: Any = DynamicCache(config=self._model.config)
+        with inference:
+            sequence = torch.tensor([prompt_ids], dtype=torch.long, device=self._device)
+        step_input = sequence
+        decoder = IncrementalDecoder(self._text_of)
+        new_tokens, first_piece_at, stopped = 0, 0.0, "cancelled"
+        try:
+            for _ in range(limit):
+                with inference:
+                    logits = self._model(
+                        input_ids=step_input,
+                        past_key_values=cache,
+                        use_cache=True,
+                        logits_to_keep=1,
+                    ).logits[:, -1, :]
+                    scores = self._processors(sequence, logits.to(dtype=torch.float32))
+                    if generator is not None:
+                        probabilities = torch.softmax(scores, dim=-1)
+                        step_input = torch.multinomial(probabilities, 1, generator=generator)
+                    else:
+                        step_input = torch.argmax(scores, dim=-1, keepdim=True)
+                    sequence = torch.cat([sequence, step_input], dim=-1)
+                token = int(step_input[0, 0])
+                new_tokens += 1
+                if token in self._eos_ids:
+                    stopped = "eos"
+                    break
+                piece = decoder.push(token)
+                if piece:
+                    first_piece_at = first_piece_at or time.perf_counter()
+                    yield piece
+            else:
+                stopped = "length"
+            tail = decoder.flush()
+            if tail:
+                first_piece_at = first_piece_at or time.perf_counter()
+                yield tail
+        finally:
+            # Drop the key/value cache now: a traceback may keep this frame alive for a while.
+            del cache, sequence, step_input
+            ended = time.perf_counter()
+            self.last_stats = GenerationStats(
+                prompt_tokens=len(prompt_ids),
+                new_tokens=new_tokens,
+                ttft_s=(first_piece_at or ended) - started,
+                generation_s=ended - started,
+                stopped=stopped,
+            )
+
+
+def dense_cache_dir(source: ModelSource, models_dir: Path) -> Path:
+    """Where the de-quantized copy of a GGUF file lives; a new file (size, mtime) gets a new one."""
+    if source.gguf_file is None:
+        raise ValueError("only GGUF models have a dense cache")
+    path = Path(source.location) / source.gguf_file
+    status = path.stat()
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)
+    return models_dir / f"{stem}-{status.st_size}-{status.st_mtime_ns}-dense"
+
+
+def _load_folder(location: str, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+    return model, tokenizer
+
+
+def _load_gguf(source: ModelSource, models_dir: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    """Load through the dense cache, building (or rebuilding) it when needed."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = dense_cache_dir(source, models_dir)
+    if final.is_dir():
+        try:
+            return _load_folder(str(final), dtype)
+        except Exception:  # any unreadable cache (bad JSON, truncated weights) is rebuilt
+            shutil.rmtree(final, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
+    # De-quantize in float32 so the cached copy is exact whatever dtype this run uses.
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        source.location, gguf_file=source.gguf_file, dtype=torch.float32
+    )
+    try:
+        _save_atomically(model, tokenizer, final)
+    except OSError as error:  # a read-only or full disk costs speed next time, not this answer
+        warnings.warn(
+            f"could not keep a dense copy of the model in {final.parent} ({error}); "
+            "the next load will convert the GGUF file again",
+            stacklevel=3,
+        )
+    return model.to(dtype), tokenizer
+
+
+def _save_atomically(model: Any, tokenizer: Any, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(final)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        # The GGUF quantizer is only needed to read the file; with it attached, saving refuses.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(temporary)
+        tokenizer.save_pretrained(temporary)
+        try:
+            os.replace(temporary, final)
+        except OSError:
+            if not final.is_dir():  # another process finished first otherwise: use theirs
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _remove_stale_temporaries(final: Path) -> None:
+    cutoff = time.time() - _STALE_TEMP_SECONDS
+    for leftover in final.parent.glob(f".{final.name}.*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _choose_device(setting: str) -> tuple[torch.device, torch.dtype]:
+    """auto: CUDA in bfloat16 when torch sees a GPU, else the CPU in float32."""
+    import torch
+
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cpu":
+        return torch.device("cpu"), torch.float32
+    if re.fullmatch(r"cuda(:\d+)?", setting) is None:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {setting!r}")
+    if not torch.cuda.is_available():
+        raise ModelError(f"device {setting!r} was asked for but torch sees no CUDA GPU")
+    device = torch.device(setting)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return device, dtype
+
+
+def _available_cores() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
+def _context_length(model_config: Any, cap: int) -> int:
+    # Tokenizers loaded from GGUF report a meaningless model_max_length; trust the model config.
+    positions = getattr(model_config, "max_position_embeddings", None)
+    return min(int(positions), cap) if positions else cap
+
+
+def _eos_ids(generation_config: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for value in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value is not None:
+            ids.update(int(item) for item in value)
+    return frozenset(ids)
+
+
+def _logits_processors(config: Config) -> Any:
+    """The same processors, in the same order, that `generate` builds for these settings."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    _check_decoding_settings(config)
+    processors = LogitsProcessorList()
+    if config.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(float(config.repetition_penalty)))
+    if config.temperature > 0:
+        if config.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(float(config.temperature)))
+        if config.top_k_sampling > 0:
+            processors.append(TopKLogitsWarper(config.top_k_sampling))
+        if config.top_p < 1.0:
+            processors.append(TopPLogitsWarper(float(config.top_p)))
+    return processors
+
+
+def _check_decoding_settings(config: Config) -> None:
+    if config.repetition_penalty <= 0:
+        raise ConfigError("repetition_penalty must be above 0 (1 means no penalty)")
+    if not 0 < config.top_p <= 1:
+        raise ConfigError("top_p must be above 0 and at most 1")
+    if config.top_k_sampling < 0:
+        raise ConfigError("top_k_sampling must be 0 (off) or more")
+
+
+def _check_messages(messages: Sequence[Mapping[str, str]]) -> None:
+    if not messages:
+        raise InputError("there are no messages to answer")
+    for number, message in enumerate(messages, start=1):
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES or not isinstance(content, str):
+            raise InputError(
+                f"message {number} needs a role ({', '.join(ROLES)}) and a text content"
+            )
+
+
+@contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """Hide transformers' per-load progress bars; the caller decides what to show."""
+    from transformers.utils import logging
+
+    hub_logging: Any = logging  # its progress-bar switches are untyped
+    was_enabled = hub_logging.is_progress_bar_enabled()
+    hub_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hub_logging.enable_progress_bar()

@@ -1,0 +1,283 @@
+"""Benchmark the local language model: load time, time to first token and decode speed.
+
+Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
+
+- load time: the first load (GGUF de-quantized, dense copy written) against a cached dense load;
+- time to first token and decode tokens/s for a short (~140-token) and a long (~1,500-token)
+  RAG-style prompt built from the sample corpus, in float32 and bfloat16 on the CPU, and whether
+  bfloat16 gives the same greedy answer;
+- the manual decode loop of `assistant.generation` against `model.generate` with a
+  `TextIteratorStreamer` on a background thread (the usual transformers streaming recipe).
+
+Each variant runs `--repeats` times and the best run is reported (the machine is shared, so the
+best run is the least disturbed one); every run is kept in the JSON.
+
+    python evals/bench/generation.py [--out evals/bench/results/generation.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+# As assistant.generation does, but before torch loads; run with OMP_WAIT_POLICY=ACTIVE to compare.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+
+from assistant.config import Config
+from assistant.generation import LanguageModel, dense_cache_dir
+from assistant.models import resolve_language_model
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "corpora" / "sample"
+SYSTEM = (
+    "You answer questions using only the numbered passages the user gives you. Cite every claim "
+    "with the passage number in brackets, like [1]. If the passages do not contain the answer, "
+    "say that you do not know."
+)
+QUESTION = "How does the KV cache speed up generation, and what limits its size?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "evals/bench/results/generation.json")
+    parser.add_argument("--new-tokens", type=int, default=48, help="tokens decoded per run")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per variant; best kept")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="data folder holding the dense cache (default: a new temporary one, so the first, "
+        "de-quantizing load is measured too)",
+    )
+    arguments = parser.parse_args()
+
+    results: dict[str, Any] = {"machine": machine_info(), "settings": vars(arguments).copy()}
+    results["settings"].update(out=str(arguments.out), home=str(arguments.home or ""))
+
+    with tempfile.TemporaryDirectory(prefix="bench-generation-") as temporary:
+        config = Config.load(environ={}, home=arguments.home or Path(temporary), device="cpu")
+        results["load"] = measure_loads(config)
+        model = LanguageModel.load(config)
+        prompts = {
+            "short": rag_prompt(model, 140),
+            "long": rag_prompt(model, 1500),
+        }
+        results["prompt_tokens"] = {k: model.count_message_tokens(v) for k, v in prompts.items()}
+        folder = dense_cache_dir(resolve_language_model(config.model), config.models_dir)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        variants: dict[str, LanguageModel] = {"float32": model}
+        bfloat16: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+        bfloat16.eval()
+        variants["bfloat16"] = LanguageModel(config, bfloat16, tokenizer, torch.device("cpu"))
+
+        hf_model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        hf_model.eval()
+        runs: dict[str, Any] = {}
+        for prompt_name, messages in prompts.items():
+            for dtype_name, variant in variants.items():
+                runs[f"manual/{dtype_name}/{prompt_name}"] = best_of(
+                    arguments.repeats, lambda v=variant, m=messages: manual_run(v, m, arguments)
+                )
+            runs[f"generate/float32/{prompt_name}"] = best_of(
+                arguments.repeats,
+                lambda h=hf_model, m=messages: generate_run(h, tokenizer, m, config, arguments),
+            )
+        results["runs"] = runs
+        results["ratios"] = ratios(results)
+    results["machine"]["load_average_end"] = os.getloadavg()
+
+    print_report(results)
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {arguments.out}")
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model, flags = "", ""
+    if Path("/proc/cpuinfo").exists():
+        text = Path("/proc/cpuinfo").read_text()
+        cpu_model = next(iter(re.findall(r"model name\s*:\s*(.*)", text)), "")
+        flags = next(iter(re.findall(r"flags\s*:\s*(.*)", text)), "")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu_model,
+        "cores": cores,
+        "avx512_bf16": "avx512_bf16" in flags.split(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_start": os.getloadavg(),
+    }
+
+
+def measure_loads(config: Config) -> dict[str, float]:
+    loads: dict[str, float] = {}
+    source = resolve_language_model(config.model)
+    if source.gguf_file and not dense_cache_dir(source, config.models_dir).exists():
+        started = time.perf_counter()
+        LanguageModel.load(config)  # de-quantizes the GGUF file and writes the dense copy
+        loads["first_gguf_s"] = time.perf_counter() - started
+    cached = []
+    for _ in range(2):
+        started = time.perf_counter()
+        LanguageModel.load(config)
+        cached.append(time.perf_counter() - started)
+    loads["cached_dense_s"] = min(cached)
+    return loads
+
+
+def rag_prompt(model: LanguageModel, target_tokens: int) -> list[dict[str, str]]:
+    """System rules, numbered passages from the sample corpus up to ~target tokens, a question."""
+    paragraphs = [
+        paragraph.strip()
+        for path in sorted(CORPUS.glob("*.md"), key=lambda p: p.name != "kv-cache.md")
+        for paragraph in path.read_text(encoding="utf-8").split("\n\n")
+        if len(paragraph.strip()) > 200 and not paragraph.startswith("#")
+    ]
+    passages: list[str] = []
+    for paragraph in paragraphs:
+        words = paragraph.split()
+        # Trim the first passage to fit; after that, stop at the first one that does not fit.
+        while words and model.count_message_tokens(_messages([*passages, " ".join(words)])) > (
+            target_tokens
+        ):
+            words = [] if passages else words[:-5]
+        if not words:
+            break
+        passages.append(" ".join(words))
+    return _messages(passages)
+
+
+def _messages(passages: list[str]) -> list[dict[str, str]]:
+    numbered = "\n\n".join(f"[{i}] {text}" for i, text in enumerate(passages, start=1))
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Passages:\n\n{numbered}\n\nQuestion: {QUESTION}"},
+    ]
+
+
+def manual_run(
+    model: LanguageModel, messages: list[dict[str, str]], arguments: argparse.Namespace
+) -> dict[str, Any]:
+    text = model.complete(messages, max_new_tokens=arguments.new_tokens)
+    stats = model.last_stats
+    if stats is None:
+        raise RuntimeError("the stream ended without stats")
+    return {
+        "ttft_s": stats.ttft_s,
+        "tokens_per_s": stats.tokens_per_s,
+        "new_tokens": stats.new_tokens,
+        "generation_s": stats.generation_s,
+        "text": text,
+    }
+
+
+def generate_run(
+    hf_model: Any,
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    config: Config,
+    arguments: argparse.Namespace,
+) -> dict[str, Any]:
+    """`generate` on a thread, read through a TextIteratorStreamer."""
+    started = time.perf_counter()
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    output: list[Any] = []
+
+    def work() -> None:
+        with torch.inference_mode():
+            output.append(
+                hf_model.generate(
+                    **inputs,
+                    streamer=streamer,
+                    do_sample=False,
+                    repetition_penalty=config.repetition_penalty,
+                    max_new_tokens=arguments.new_tokens,
+                )
+            )
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    first_at, pieces = 0.0, []
+    for piece in streamer:
+        if piece and not first_at:
+            first_at = time.perf_counter()
+        pieces.append(piece)
+    thread.join()
+    ended = time.perf_counter()
+    new_tokens = int(output[0].shape[1] - inputs["input_ids"].shape[1])
+    ttft = (first_at or ended) - started
+    return {
+        "ttft_s": ttft,
+        "tokens_per_s": (new_tokens - 1) / (ended - first_at) if new_tokens > 1 else 0.0,
+        "new_tokens": new_tokens,
+        "generation_s": ended - started,
+        "text": "".join(pieces),
+    }
+
+
+def best_of(repeats: int, run: Any) -> dict[str, Any]:
+    """Run `repeats` times; report the run with the best decode speed, keep them all."""
+    all_runs = [run() for _ in range(max(1, repeats))]
+    best = dict(max(all_runs, key=lambda r: r["tokens_per_s"]))
+    best["ttft_s"] = min(r["ttft_s"] for r in all_runs)
+    best["all"] = [{k: v for k, v in r.items() if k != "text"} for r in all_runs]
+    return best
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    runs, out = results["runs"], {}
+    load = results["load"]
+    if "first_gguf_s" in load:
+        out["first_load_over_cached_load"] = load["first_gguf_s"] / load["cached_dense_s"]
+    for prompt in ("short", "long"):
+        fp32, bf16 = runs[f"manual/float32/{prompt}"], runs[f"manual/bfloat16/{prompt}"]
+        generate = runs[f"generate/float32/{prompt}"]
+        out[f"{prompt}/bf16_over_fp32_tokens_per_s"] = bf16["tokens_per_s"] / fp32["tokens_per_s"]
+        out[f"{prompt}/bf16_over_fp32_ttft"] = bf16["ttft_s"] / fp32["ttft_s"]
+        out[f"{prompt}/bf16_same_text_as_fp32"] = float(bf16["text"] == fp32["text"])
+        out[f"{prompt}/manual_over_generate_tokens_per_s"] = (
+            fp32["tokens_per_s"] / generate["tokens_per_s"]
+        )
+        out[f"{prompt}/manual_over_generate_ttft"] = fp32["ttft_s"] / generate["ttft_s"]
+        out[f"{prompt}/manual_same_text_as_generate"] = float(fp32["text"] == generate["text"])
+    return out
+
+
+def print_report(results: dict[str, Any]) -> None:
+    machine = results["machine"]
+    print(
+        f"{machine['cpu']} | {machine['cores']} cores | avx512_bf16={machine['avx512_bf16']} | "
+        f"OMP_WAIT_POLICY={machine['omp_wait_policy']} | "
+        f"torch {machine['torch']} | transformers {machine['transformers']} | load average "
+        f"{machine['load_average_start'][0]:.1f} -> {machine['load_average_end'][0]:.1f}"
+    )
+    for name, seconds in results["load"].items():
+        print(f"load {name:<16} {seconds:8.2f} s")
+    print(f"prompt tokens: {results['prompt_tokens']}")
+    print(f"\n{'variant':<28} {'ttft s':>8} {'tok/s':>8} {'new':>5}")
+    for name, run in results["runs"].items():
+        print(f"{name:<28} {run['ttft_s']:8.3f} {run['tokens_per_s']:8.2f} {run['new_tokens']:5d}")
+    print()
+    for name, value in results["ratios"].items():
+        print(f"{name:<44} {value:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Retrieval latency at 10k and 100k chunks: exact FAISS search vs approximate (HNSW), side by side.
+
+Query latency = query embedding (the real bundled embedder) + vector search. The search part runs
+over real SciFact chunk vectors from an ingested home when one is given (`--home`, e.g. the home
+of `assistant eval retrieval` on SciFact), padded with synthetic unit vectors up to the target
+size. Recall@10 of the approximate index is measured against exact search with real SciFact
+queries.
+
+    python evals/bench/retrieval.py --home /path/to/scifact-home \
+        --queries ../shared/data/scifact/queries_train.jsonl
+
+Prints a table and writes JSON (default evals/bench/results/retrieval.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from assistant.config import Config
+from assistant.embedding import Embedder
+from assistant.evals.datasets import load_beir_queries
+from assistant.store import Store
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def base_vectors(home: Path | None, size: int, dimension: int, seed: int) -> np.ndarray:
+    real = np.zeros((0, dimension), dtype=np.float32)
+    if home is not None and (home / "assistant.db").exists():
+        store = Store(f"sqlite:///{home / 'assistant.db'}")
+        ids = store.chunk_ids()[:size]
+        _, real = store.embeddings(ids.tolist())
+    rng = np.random.default_rng(seed)
+    synthetic = rng.standard_normal((max(0, size - len(real)), dimension)).astype(np.float32)
+    synthetic /= np.linalg.norm(synthetic, axis=1, keepdims=True)
+    return np.ascontiguousarray(np.vstack([real, synthetic])[:size], dtype=np.float32)
+
+
+def timed_search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[list[float], np.ndarray]:
+    latencies = []
+    found = []
+    for query in queries:
+        started = time.perf_counter()
+        _, ids = index.search(query.reshape(1, -1), k)
+        latencies.append((time.perf_counter() - started) * 1000)
+        found.append(ids[0])
+    return latencies, np.vstack(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, default=None, help="an ingested home (real vectors)")
+    parser.add_argument(
+        "--queries", type=Path, default=Path("../shared/data/scifact/queries_train.jsonl")
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--n-queries", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path("evals/bench/results/retrieval.json"))
+    arguments = parser.parse_args()
+
+    config = Config.load()
+    embedder = Embedder(config.embedding_model, "cpu")
+    if arguments.queries.exists():
+        texts = list(load_beir_queries(arguments.queries).values())[: arguments.n_queries]
+    else:
+        print(f"{arguments.queries} is absent: using synthetic query texts")
+        texts = [f"query number {i} about retrieval latency" for i in range(arguments.n_queries)]
+    embed_ms = []
+    vectors = []
+    for text in texts:
+        started = time.perf_counter()
+        vectors.append(embedder.embed_query(text))
+        embed_ms.append((time.perf_counter() - started) * 1000)
+    queries = np.vstack(vectors).astype(np.float32)
+
+    rows = []
+    for size in arguments.sizes:
+        base = base_vectors(arguments.home, size, embedder.dimension, seed=0)
+        exact = faiss.IndexIDMap2(faiss.IndexFlatIP(embedder.dimension))
+        exact.add_with_ids(base, np.arange(size, dtype=np.int64))
+        hnsw = faiss.IndexHNSWFlat(embedder.dimension, 32, faiss.METRIC_INNER_PRODUCT)
+        started = time.perf_counter()
+        hnsw.add(base)
+        build_s = time.perf_counter() - started
+        hnsw.hnsw.efSearch = 64
+        exact_ms, exact_ids = timed_search(exact, queries, 10)
+        hnsw_ms, hnsw_ids = timed_search(hnsw, queries, 10)
+        recall = float(
+            np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact_ids, hnsw_ids, strict=True)])
+        )
+        for name, latencies, extra in (
+            ("exact (IndexFlatIP)", exact_ms, {}),
+            ("HNSW M=32 ef=64", hnsw_ms, {"recall@10_vs_exact": recall, "build_s": build_s}),
+        ):
+            total = [e + s for e, s in zip(embed_ms, latencies, strict=True)]
+            rows.append(
+                {
+                    "chunks": size,
+                    "index": name,
+                    "search_p50_ms": percentile(latencies, 50),
+                    "search_p95_ms": percentile(latencies, 95),
+                    "query_p50_ms": percentile(total, 50),
+                    "query_p95_ms": percentile(total, 95),
+                    **extra,
+                }
+            )
+    embed_p50, embed_p95 = percentile(embed_ms, 50), percentile(embed_ms, 95)
+    print(f"query embedding: p50 {embed_p50:.1f} ms, p95 {embed_p95:.1f} ms")
+    header = ("chunks", "index", "search p50", "p95", "query p50", "p95", "recall@10")
+    print("{:>8} {:<22} {:>10} {:>8} {:>10} {:>8} {:>9}".format(*header))
+    for row in rows:
+        recall = row.get("recall@10_vs_exact")
+        recall_text = f"{recall:.3f}" if isinstance(recall, float) else "1 (ref)"
+        print(
+            f"{row['chunks']:>8} {row['index']:<22} {row['search_p50_ms']:>10.2f} "
+            f"{row['search_p95_ms']:>8.2f} {row['query_p50_ms']:>10.2f} "
+            f"{row['query_p95_ms']:>8.2f} {recall_text:>9}"
+        )
+    for size in arguments.sizes:
+        exact_row, hnsw_row = [row for row in rows if row["chunks"] == size]
+        ratio = exact_row["search_p50_ms"] / max(hnsw_row["search_p50_ms"], 1e-9)
+        print(f"{size} chunks: HNSW search is {ratio:.1f}x faster than exact at p50")
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "retrieval",
+                "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+                "faiss": faiss.__version__,
+                "queries": len(texts),
+                "real_vectors_from": str(arguments.home) if arguments.home else None,
+                "embed_p50_ms": percentile(embed_ms, 50),
+                "embed_p95_ms": percentile(embed_ms, 95),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()

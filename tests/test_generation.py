@@ -1,0 +1,283 @@
+"""Tests for assistant.generation: pure decoding helpers, then the real bundled model, greedy."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.config import Config
+from assistant.errors import ConfigError, InputError, ModelError
+from assistant.generation import (
+    GenerationStats,
+    IncrementalDecoder,
+    LanguageModel,
+    dense_cache_dir,
+)
+from assistant.models import resolve_language_model
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+RAG_QUESTION = [
+    {
+        "role": "system",
+        "content": "Answer only from the passages below and cite them like [1].",
+    },
+    {
+        "role": "user",
+        "content": "Passages:\n[1] Byte-pair encoding starts from single bytes and repeatedly "
+        "merges the most frequent adjacent pair into a new symbol until the vocabulary reaches "
+        "its target size.\n[2] Dense retrieval embeds questions and passages in one vector "
+        "space.\n\nQuestion: How does byte-pair encoding build its vocabulary?",
+    },
+]
+LONG_ANSWER = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+
+
+# Pure helpers ------------------------------------------------------------------------------
+
+
+def _byte_decoder(vocabulary: dict[int, bytes]) -> Any:
+    def decode(ids: list[int]) -> str:
+        return b"".join(vocabulary[i] for i in ids).decode("utf-8", errors="replace")
+
+    return decode
+
+
+def test_incremental_decoder_holds_back_split_characters() -> None:
+    decoder = IncrementalDecoder(_byte_decoder({0: b"Caf", 1: b"\xc3", 2: b"\xa9", 3: b" ok"}))
+    assert [decoder.push(i) for i in (0, 1, 2, 3)] == ["Caf", "", "é", " ok"]
+    assert decoder.flush() == ""
+
+
+def test_incremental_decoder_flushes_a_dangling_byte() -> None:
+    decoder = IncrementalDecoder(_byte_decoder({0: b"a", 1: b"\xe2\x82"}))
+    assert decoder.push(0) == "a"
+    assert decoder.push(1) == ""
+    assert decoder.flush() == "\ufffd"
+
+
+def test_incremental_decoder_flush_without_tokens() -> None:
+    assert IncrementalDecoder(_byte_decoder({})).flush() == ""
+
+
+def test_tokens_per_second_excludes_the_first_token_and_is_guarded() -> None:
+    stats = GenerationStats(10, 11, ttft_s=0.5, generation_s=2.5, stopped="eos")
+    assert stats.tokens_per_s == pytest.approx(5.0)
+    assert GenerationStats(10, 1, 0.5, 0.5, "eos").tokens_per_s == 0.0
+    assert GenerationStats(10, 5, 1.0, 1.0, "length").tokens_per_s == 0.0
+
+
+# The real bundled model --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    home = tmp_path_factory.mktemp("home")
+    return Config.load(environ={}, home=home, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def loaded(config: Config) -> tuple[LanguageModel, float]:
+    started = time.perf_counter()
+    model = LanguageModel.load(config)
+    return model, time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def model(loaded: tuple[LanguageModel, float]) -> LanguageModel:
+    return loaded[0]
+
+
+@pytest.fixture(scope="module")
+def reference(config: Config, model: LanguageModel) -> tuple[Any, Any]:
+    """The plain transformers model and tokenizer, read from the dense cache."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = dense_cache_dir(resolve_language_model(config.model), config.models_dir)
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return hf_model, AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.mark.e2e
+def test_device_and_context_length(model: LanguageModel) -> None:
+    assert model.device == "cpu"
+    assert model.name == "bundled:SmolLM2-135M-Instruct"
+    # SmolLM2 has 8192 positions; the config caps the context at 4096.
+    assert model.context_length == 4096
+
+
+@pytest.mark.e2e
+def test_stream_pieces_join_to_complete(model: LanguageModel) -> None:
+    pieces = list(model.stream(QUESTION, max_new_tokens=24))
+    assert pieces
+    assert all(pieces)
+    assert "Paris" in "".join(pieces)
+    assert "".join(pieces) == model.complete(QUESTION, max_new_tokens=24)
+    stats = model.last_stats
+    assert stats is not None
+    assert stats.prompt_tokens == model.count_message_tokens(QUESTION)
+    assert 0 < stats.ttft_s <= stats.generation_s
+    assert stats.stopped in ("eos", "length")
+
+
+@pytest.mark.e2e
+def test_max_new_tokens_is_respected(model: LanguageModel) -> None:
+    model.complete(LONG_ANSWER, max_new_tokens=5)
+    stats = model.last_stats
+    assert stats is not None
+    assert stats.new_tokens <= 5
+    assert stats.stopped == "length"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("messages", [QUESTION, RAG_QUESTION], ids=["short", "rag"])
+def test_same_tokens_as_generate(
+    model: LanguageModel,
+    config: Config,
+    reference: tuple[Any, Any],
+    messages: list[dict[str, str]],
+) -> None:
+    import torch
+
+    hf_model, tokenizer = reference
+    new_tokens = 24
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    with torch.inference_mode():
+        output = hf_model.generate(
+            **prompt,
+            do_sample=False,
+            repetition_penalty=config.repetition_penalty,
+            max_new_tokens=new_tokens,
+        )
+    expected = tokenizer.decode(output[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert model.complete(messages, max_new_tokens=new_tokens) == expected
+
+
+@pytest.mark.e2e
+def test_closing_the_stream_cancels(model: LanguageModel) -> None:
+    stream = model.stream(LONG_ANSWER, max_new_tokens=50)
+    first = next(stream)
+    assert first
+    stream.close()
+    stats = model.last_stats
+    assert stats is not None
+    assert stats.stopped == "cancelled"
+    assert stats.new_tokens < 50
+
+
+@pytest.mark.e2e
+def test_interrupt_in_the_consumer_cancels(model: LanguageModel) -> None:
+    def consume(pieces: Iterator[str]) -> None:
+        for _ in pieces:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), closing(model.stream(LONG_ANSWER)) as pieces:
+        consume(pieces)
+    assert model.last_stats is not None
+    assert model.last_stats.stopped == "cancelled"
+
+
+@pytest.mark.e2e
+def test_ctrl_c_during_decoding_cancels_and_leaves_no_thread(model: LanguageModel) -> None:
+    threads_before = threading.active_count()
+    ctrl_c = threading.Timer(0.5, _thread.interrupt_main)  # SIGINT-like, into the main thread
+    with (
+        pytest.raises(KeyboardInterrupt),
+        closing(model.stream(LONG_ANSWER, max_new_tokens=200)) as pieces,
+    ):
+        ctrl_c.start()
+        for _ in pieces:
+            pass
+    ctrl_c.join()
+    assert model.last_stats is not None
+    assert model.last_stats.stopped == "cancelled"
+    assert model.last_stats.new_tokens < 200
+    assert threading.active_count() == threads_before
+    assert model.complete(QUESTION, max_new_tokens=12)  # still usable afterwards
+
+
+@pytest.mark.e2e
+def test_dense_cache_is_reused(
+    config: Config, model: LanguageModel, loaded: tuple[LanguageModel, float]
+) -> None:
+    folder = dense_cache_dir(resolve_language_model(config.model), config.models_dir)
+    assert (folder / "config.json").is_file()
+    assert not [p for p in config.models_dir.iterdir() if p.name.startswith(".")]
+    started = time.perf_counter()
+    again = LanguageModel.load(config)
+    assert time.perf_counter() - started < loaded[1]
+    assert again.complete(QUESTION, max_new_tokens=12) == model.complete(
+        QUESTION, max_new_tokens=12
+    )
+
+
+@pytest.mark.e2e
+def test_context_cap_applies(config: Config) -> None:
+    assert LanguageModel.load(config.replace(context_cap=1024)).context_length == 1024
+
+
+@pytest.mark.e2e
+def test_sampling_is_reproducible_with_a_seed(config: Config) -> None:
+    sampling = LanguageModel.load(config.replace(temperature=0.8, seed=7))
+    first = sampling.complete(QUESTION, max_new_tokens=12)
+    assert first
+    assert sampling.complete(QUESTION, max_new_tokens=12) == first
+
+
+@pytest.mark.e2e
+def test_too_long_prompt_is_refused(model: LanguageModel) -> None:
+    long_text = "retrieval " * (model.context_length + 10)
+    with pytest.raises(InputError, match="tokens"):
+        model.stream([{"role": "user", "content": long_text}])
+
+
+@pytest.mark.e2e
+def test_malformed_messages_are_refused(model: LanguageModel) -> None:
+    with pytest.raises(InputError):
+        model.count_message_tokens([{"role": "wizard", "content": "hi"}])
+    with pytest.raises(InputError):
+        model.complete([])
+
+
+@pytest.mark.e2e
+def test_token_counts(model: LanguageModel) -> None:
+    assert model.count_tokens("") == 0
+    assert 0 < model.count_tokens("Paris is the capital of France.") < 12
+    assert model.count_message_tokens(QUESTION) > model.count_tokens(QUESTION[0]["content"])
+
+
+@pytest.mark.parametrize("setting", ["missing-folder/model.gguf", "./no/such/folder"])
+def test_missing_model_raises_model_error(tmp_path: Path, setting: str) -> None:
+    config = Config.load(environ={}, home=tmp_path, model=str(tmp_path / setting))
+    with pytest.raises(ModelError):
+        LanguageModel.load(config)
+
+
+def test_unloadable_folder_raises_model_error(tmp_path: Path) -> None:
+    folder = tmp_path / "empty-model"
+    folder.mkdir()
+    config = Config.load(environ={}, home=tmp_path, model=str(folder))
+    with pytest.raises(ModelError, match="cannot load model"):
+        LanguageModel.load(config)
+
+
+def test_unknown_device_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="device"):
+        LanguageModel.load(Config.load(environ={}, home=tmp_path, device="tpu"))
+
+
+def test_missing_gpu_raises_model_error(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ModelError, match="CUDA"):
+        LanguageModel.load(Config.load(environ={}, home=tmp_path, device="cuda"))

