@@ -85,7 +85,7 @@ class ChatScreen:
         if earlier:
             self.console.print(f"[dim]Resuming: {len(earlier)} earlier turn(s).[/]")
             for turn in earlier[-3:]:
-                self.console.print(f"[dim]you› {escape(turn.question)}[/]")
+                self.console.print(f"[dim]  · {escape(turn.question)}[/]")
                 self.console.print(f"[dim]{escape(_shorten(turn.answer or '(stopped)'))}[/]")
 
     def _answer(self, question: str) -> None:

@@ -55,9 +55,10 @@ def test_chat_in_a_terminal(sample_environment: dict[str, str]) -> None:
 
     resumed = _spawn(sample_environment, "pty")
     resumed.expect(r"Resuming: .*3.* earlier turn")
-    resumed.expect(PROMPT)
+    resumed.expect(PROMPT)  # the recap of earlier turns does not use the prompt's marker
     resumed.sendline("/history")
-    resumed.expect("What does the KV cache store")
+    resumed.expect(r"1\..*What does the KV cache store")
+    resumed.expect(r"3\..*nucleus sampling")
     resumed.expect(PROMPT)
     resumed.sendcontrol("d")  # Ctrl-D at the prompt quits
     resumed.expect(pexpect.EOF)
