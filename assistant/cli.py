@@ -686,7 +686,7 @@ def eval_hallucination_command(
     if not data.is_file():
         raise AssistantError(f"no such file: {data}")
     config = load_config(None, debug=debug)
-    embedder = Embedder(config.embedding_model, config.device, config.embed_batch_size)
+    embedder = Embedder.from_config(config)
     checker = SupportChecker(
         embedder.embed,
         threshold=config.support_threshold,

@@ -32,7 +32,7 @@ class Config:
     database_url: str = ""  # empty: SQLite file `assistant.db` under home
     cache_dir: str = ""  # converted models; empty: `models/` under home (share it between homes)
     embedding_model: str = BUNDLED_EMBEDDER
-    embedding_backend: str = "openvino"  # torch | onnx | openvino (see evals/bench/ingest.py)
+    embedding_backend: str = "auto"  # auto | torch | openvino | onnx (evals/bench/ingest.py)
     model: str = BUNDLED_LANGUAGE_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     debug: bool = False
@@ -114,9 +114,10 @@ class Config:
             raise ConfigError("chunk_tokens must be at least 16")
         if not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError("chunk_overlap must be between 0 and chunk_tokens - 1")
-        if self.embedding_backend not in ("torch", "onnx", "openvino"):
+        if self.embedding_backend not in ("auto", "torch", "openvino", "onnx"):
             raise ConfigError(
-                f"embedding_backend must be torch, onnx or openvino, not {self.embedding_backend!r}"
+                f"embedding_backend must be auto, torch, openvino or onnx, not "
+                f"{self.embedding_backend!r}"
             )
         if self.retrieval_mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(

@@ -53,9 +53,7 @@ class Home:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(
-                self.config.embedding_model, self.config.device, self.config.embed_batch_size
-            )
+            self._embedder = Embedder.from_config(self.config)
         if not self._recorded:
             store = self.store
             if store.get_setting(EMBEDDING_MODEL_KEY) is None:

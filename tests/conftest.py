@@ -23,7 +23,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     config = Config.load(environ={})
-    return Embedder(config.embedding_model, "cpu", config.embed_batch_size)
+    # The reference: sentence-transformers on torch. The default (exported) backend is compared
+    # against it in test_embedding.py, and runs in every end-to-end test through the CLI.
+    return Embedder(config.embedding_model, "cpu", config.embed_batch_size, backend="torch")
 
 
 @pytest.fixture
