@@ -25,7 +25,7 @@ from assistant.passage import Passage
 from assistant.prompts import fill_prompt, load_prompt
 
 if TYPE_CHECKING:
-    from assistant.generation import LanguageModel
+    from assistant.generation import ChatModel
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class Answerer:
     def __init__(
         self,
         home: Home,
-        language_model: LanguageModel,
+        language_model: ChatModel,
         checker: SupportChecker | None = None,
     ) -> None:
         config = home.config

@@ -217,14 +217,14 @@ def ask_command(
 
 def _load_model(config: Config) -> Any:
     """Load the language model, with a spinner on a terminal (the first run converts the GGUF)."""
-    from assistant.generation import LanguageModel
+    from assistant.generation import load_chat_model
 
     with (
         errors.status("loading the language model…", spinner="dots")
         if errors.is_terminal
         else (_nothing())
     ):
-        return LanguageModel.load(config)
+        return load_chat_model(config)
 
 
 class _nothing:
@@ -471,7 +471,7 @@ def info_command(
     home: HomeOption = None, as_json: JsonOption = False, debug: DebugOption = False
 ) -> None:
     """Show where state lives, what is ingested, and which models and device are used."""
-    from assistant.embedding import choose_device
+    from assistant.devices import choose_device
 
     config = load_config(home, debug=debug)
     assistant_home = Home(config)

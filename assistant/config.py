@@ -35,6 +35,7 @@ class Config:
     embedding_backend: str = "auto"  # auto | torch | openvino | onnx (evals/bench/ingest.py)
     model: str = BUNDLED_LANGUAGE_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    engine: str = "torch"  # torch | llamacpp (optional, .gguf on the CPU: evals/bench/llamacpp.py)
     debug: bool = False
 
     # Ingestion
@@ -119,6 +120,8 @@ class Config:
                 f"embedding_backend must be auto, torch, openvino or onnx, not "
                 f"{self.embedding_backend!r}"
             )
+        if self.engine not in ("torch", "llamacpp"):
+            raise ConfigError(f"engine must be torch or llamacpp, not {self.engine!r}")
         if self.retrieval_mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(
                 f"retrieval_mode must be dense, lexical or hybrid, not {self.retrieval_mode!r}"

@@ -19,7 +19,7 @@ from assistant.prompts import fill_prompt
 from assistant.session import Session, Sessions
 
 if TYPE_CHECKING:
-    from assistant.generation import LanguageModel
+    from assistant.generation import ChatModel
 
 SUMMARY_TOKENS = 120  # longest model summary we ask for
 
@@ -42,7 +42,7 @@ class Conversation:
         self.last_answer: Answer | None = None
 
     @property
-    def language_model(self) -> LanguageModel:
+    def language_model(self) -> ChatModel:
         return self.answerer.language_model
 
     def summarize(self, conversation: str) -> str:

@@ -20,12 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from assistant.embedding_export import (
-    EXPORTED_BACKENDS,
-    ExportedModel,
-    available_cores,
-    backend_installed,
-)
+from assistant.devices import available_cores, choose_device
+from assistant.embedding_export import EXPORTED_BACKENDS, ExportedModel, backend_installed
 from assistant.errors import ModelError
 from assistant.models import resolve_embedder
 
@@ -35,17 +31,6 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "torch", *EXPORTED_BACKENDS)
 
 logger = logging.getLogger(__name__)
-
-
-def choose_device(setting: str) -> str:
-    """`auto` means CUDA when torch sees a GPU, else the CPU; anything else is used as given."""
-    import torch
-
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {setting!r} was asked for but torch sees no CUDA GPU")
-    return setting
 
 
 def use_all_cores() -> None:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from assistant.devices import available_cores
+
 EXPORTED_BACKENDS = ("openvino", "onnx")
 EXPORT_RECIPE = "1"  # part of the cache key: change it when the export steps change
 _STALE_TEMP_SECONDS = 3600  # half-written exports older than this are from a dead process
@@ -52,11 +54,6 @@ def backend_installed(backend: str) -> bool:
         return importlib.util.find_spec(package) is not None
     except (ImportError, ValueError):
         return False
-
-
-def available_cores() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
 
 
 @dataclass(frozen=True)

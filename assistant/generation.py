@@ -23,9 +23,10 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.config import Config
+from assistant.devices import available_cores, choose_device
 from assistant.errors import ConfigError, InputError, ModelError
 from assistant.models import ModelSource, resolve_language_model
 
@@ -94,6 +95,42 @@ class IncrementalDecoder:
         return piece
 
 
+class ChatModel(Protocol):
+    """What the answerer and the conversation need of an engine: `LanguageModel` (torch +
+    transformers, every model and device) or the optional `llamacpp.LlamaCppModel`."""
+
+    name: str
+    context_length: int
+    last_stats: GenerationStats | None
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def count_message_tokens(self, messages: Sequence[Mapping[str, str]]) -> int: ...
+
+    def stream(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> Generator[str, None, None]: ...
+
+    def complete(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> str: ...
+
+
+def load_chat_model(config: Config) -> ChatModel:
+    """The engine `config.engine` names: `torch` (default) or `llamacpp` (a .gguf file on the
+    CPU through the optional xllamacpp package; see evals/bench/llamacpp.py)."""
+    if config.engine != "llamacpp":
+        return LanguageModel.load(config)
+    from assistant import llamacpp
+
+    if not llamacpp.usable(config):
+        raise ModelError(
+            "the llamacpp engine needs the xllamacpp package (pip install xllamacpp), the CPU "
+            f"and a .gguf model; model {config.model!r}, device {config.device!r}"
+        )
+    return llamacpp.LlamaCppModel.load(config)
+
+
 class LanguageModel:
     """A chat model on one device. Build it with `LanguageModel.load(config)`."""
 
@@ -119,7 +156,7 @@ class LanguageModel:
         source = resolve_language_model(config.model)
         device, dtype = _choose_device(config.device)
         if device.type == "cpu":
-            torch.set_num_threads(_available_cores())
+            torch.set_num_threads(available_cores())
         try:
             with _quiet_progress_bars():
                 if source.gguf_file:
@@ -328,24 +365,14 @@ def _choose_device(setting: str) -> tuple[torch.device, torch.dtype]:
     """auto: CUDA in bfloat16 when torch sees a GPU, else the CPU in float32."""
     import torch
 
-    if setting == "auto":
-        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    setting = choose_device(setting)
     if setting == "cpu":
         return torch.device("cpu"), torch.float32
-    if re.fullmatch(r"cuda(:\d+)?", setting) is None:
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {setting!r}")
-    if not torch.cuda.is_available():
-        raise ModelError(f"device {setting!r} was asked for but torch sees no CUDA GPU")
     device = torch.device(setting)
     if device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return device, dtype
-
-
-def _available_cores() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
 
 
 def _context_length(model_config: Any, cap: int) -> int:

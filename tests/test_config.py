@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from assistant.config import Config
-from assistant.errors import ConfigError
+from assistant.errors import ConfigError, ModelError
 
 
 def test_environment_then_overrides() -> None:
@@ -35,3 +36,18 @@ def test_config_is_frozen_and_replace_validates() -> None:
     with pytest.raises(ConfigError):
         config.replace(top_k=0)
     assert config.database.endswith("assistant.db")
+
+
+def test_engine_must_be_known() -> None:
+    with pytest.raises(ConfigError, match="engine"):
+        Config.load(environ={}, engine="vllm")
+
+
+def test_llamacpp_engine_without_its_package_says_what_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from assistant.generation import load_chat_model
+
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)  # as if not installed
+    with pytest.raises(ModelError, match="xllamacpp"):
+        load_chat_model(Config.load(environ={}, engine="llamacpp", device="cpu"))

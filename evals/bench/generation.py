@@ -13,6 +13,8 @@ Each variant runs `--repeats` times and the best run is reported (the machine is
 best run is the least disturbed one); every run is kept in the JSON.
 
     python evals/bench/generation.py [--out evals/bench/results/generation.json]
+
+The side-by-side with llama.cpp is `llamacpp.py`; its section of the JSON is kept here.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ def main() -> None:
     results["machine"]["load_average_end"] = os.getloadavg()
 
     print_report(results)
+    previous = json.loads(arguments.out.read_text()) if arguments.out.exists() else {}
+    if "llamacpp" in previous:  # written by llamacpp.py, kept until that script runs again
+        results["llamacpp"] = previous["llamacpp"]
+        results["ratios"].update(
+            {k: v for k, v in previous.get("ratios", {}).items() if k.startswith("llamacpp/")}
+        )
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {arguments.out}")

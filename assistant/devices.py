@@ -1,0 +1,30 @@
+"""Where models run: the device a setting names, and how many CPU cores this process may use."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from assistant.errors import ConfigError, ModelError
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers narrow), at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
+def choose_device(setting: str) -> str:
+    """`auto` means CUDA when torch sees a GPU, else the CPU; `cpu`, `cuda` and `cuda:N` are
+    checked and returned as given."""
+    import torch
+
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cpu":
+        return setting
+    if re.fullmatch(r"cuda(:\d+)?", setting) is None:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {setting!r}")
+    if not torch.cuda.is_available():
+        raise ModelError(f"device {setting!r} was asked for but torch sees no CUDA GPU")
+    return setting

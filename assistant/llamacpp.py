@@ -1,0 +1,239 @@
+"""An optional llama.cpp engine for GGUF models on the CPU, through the `xllamacpp` wheel.
+
+It offers what callers use of `assistant.generation.LanguageModel` (`stream`, `complete`,
+`count_tokens`, `count_message_tokens`, `context_length`, `last_stats`) and is meant for the one
+case where llama.cpp is much faster: a quantized .gguf file on the CPU. llama.cpp decodes the
+quantized weights directly, so there is no de-quantized dense copy either. It is not wired into the
+default path and xllamacpp is not a dependency; `usable(config)` says whether it could be used.
+
+The prompt is built exactly as `LanguageModel` builds it (the transformers tokenizer read from the
+GGUF file, its chat template, no added special tokens) and handed to llama.cpp as token ids, so
+both engines see the same prompt and count tokens alike.
+
+xllamacpp runs llama.cpp's server in-process: a request is a blocking call that hands each
+streamed chunk to a callback, and the callback returning True stops the stream and cancels the
+request. `stream` turns that into a generator with one background thread and a queue; closing the
+generator makes the next callback return True, so decoding stops within one token. The server also
+listens on an ephemeral 127.0.0.1 port; a random API key keeps other local programs out of it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Generator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from assistant.config import Config
+from assistant.devices import available_cores
+from assistant.errors import InputError, ModelError
+from assistant.generation import ROLES, GenerationStats
+from assistant.models import resolve_language_model
+
+# As in assistant.generation, and more so: llama.cpp's OpenMP workers spin-wait by default, and on
+# a busy 2-core machine that made decoding 200x slower (0.3 instead of ~65 tokens/s). libgomp
+# reads the policy when xllamacpp loads it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+_FINISH = {"stop": "eos", "length": "length"}
+_END = object()  # the queue's last item: the request has returned
+
+
+def usable(config: Config) -> bool:
+    """True when xllamacpp is importable, the device is the CPU and the model a .gguf file."""
+    if config.device not in ("cpu", "auto") or importlib.util.find_spec("xllamacpp") is None:
+        return False
+    if config.device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return False
+    return resolve_language_model(config.model).gguf_file is not None
+
+
+class LlamaCppModel:
+    """A GGUF chat model run by llama.cpp on the CPU. Build it with `LlamaCppModel.load(config)`."""
+
+    def __init__(self, config: Config, server: Any, tokenizer: Any, context_length: int) -> None:
+        self._config = config
+        self._server = server
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()  # one request at a time, as the single server slot serves
+        self.name = config.model
+        self.device = "cpu"
+        self.context_length = context_length
+        self.last_stats: GenerationStats | None = None
+
+    @classmethod
+    def load(cls, config: Config) -> LlamaCppModel:
+        """Start llama.cpp on `config.model` (a .gguf file) with one thread per available core."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        source = resolve_language_model(config.model)
+        if source.gguf_file is None:
+            raise ModelError(f"model {config.model!r} is not a .gguf file; llama.cpp needs one")
+        path = Path(source.location) / source.gguf_file
+        try:
+            import xllamacpp
+
+            tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
+            model_config = AutoConfig.from_pretrained(source.location, gguf_file=source.gguf_file)
+        except (ImportError, OSError, ValueError, KeyError) as error:
+            raise ModelError(f"cannot load model {config.model!r}: {error}") from error
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelError(
+                f"model {config.model!r} has no chat template; use an instruction-tuned chat model"
+            )
+        positions = getattr(model_config, "max_position_embeddings", None)
+        context_length = (
+            min(int(positions), config.context_cap) if positions else config.context_cap
+        )
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = context_length
+        params.n_parallel = 1
+        params.cpuparams.n_threads = available_cores()
+        params.cpuparams_batch.n_threads = available_cores()
+        params.api_keys = [secrets.token_urlsafe(32)]  # guards the HTTP port, not in-process calls
+        params.verbosity = -1  # llama.cpp's log would flood the terminal; load errors still raise
+        try:
+            server = xllamacpp.Server(params)
+        except RuntimeError as error:
+            raise ModelError(f"llama.cpp cannot load {path}: {error}") from error
+        return cls(config, server, tokenizer, context_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` alone, without any special tokens."""
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_message_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
+        """Tokens of the whole chat-templated prompt, generation prompt included."""
+        return len(self._prompt_ids(messages))
+
+    def stream(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> Generator[str, None, None]:
+        """Yield the answer's text pieces as llama.cpp decodes them; sets `last_stats` at the end.
+
+        As `LanguageModel.stream`: the prompt is checked at once, decoding starts at the first
+        `next()`, and closing the generator cancels decoding.
+        """
+        started = time.perf_counter()
+        limit = self._config.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if limit < 1:
+            raise InputError("max_new_tokens must be at least 1")
+        prompt_ids = self._prompt_ids(messages)
+        room = self.context_length - limit
+        if len(prompt_ids) > room:
+            raise InputError(
+                f"the prompt has {len(prompt_ids)} tokens but only {max(room, 0)} fit: the "
+                f"context is {self.context_length} tokens and {limit} are kept for the answer; "
+                "shorten the question or retrieve fewer passages"
+            )
+        return self._decode(self._request(prompt_ids, limit), len(prompt_ids), started)
+
+    def complete(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> str:
+        """The whole answer at once."""
+        return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
+
+    def _prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        if not messages:
+            raise InputError("there are no messages to answer")
+        for number, message in enumerate(messages, start=1):
+            if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+                raise InputError(
+                    f"message {number} needs a role ({', '.join(ROLES)}) and a text content"
+                )
+        text = self._tokenizer.apply_chat_template(
+            [dict(message) for message in messages], add_generation_prompt=True, tokenize=False
+        )
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _request(self, prompt_ids: list[int], limit: int) -> dict[str, Any]:
+        """llama.cpp's completion request, with the samplers in transformers' order."""
+        config = self._config
+        request: dict[str, Any] = {
+            "prompt": prompt_ids,
+            "max_tokens": limit,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            # Reusing the previous request's cache changes the numerics enough to flip greedy
+            # answers whose top two tokens are close; like our engine, start from scratch.
+            "cache_prompt": False,
+            # transformers applies the penalty over every earlier token, the prompt included.
+            "repeat_penalty": config.repetition_penalty,
+            "repeat_last_n": self.context_length,
+            "min_p": 0.0,  # llama.cpp's default is 0.05; transformers has none
+            "seed": config.seed,
+        }
+        if config.temperature > 0:
+            request.update(
+                temperature=config.temperature,
+                top_k=config.top_k_sampling,  # 0 turns it off in both
+                top_p=config.top_p,
+                # transformers scales by the temperature before top-k and top-p; llama.cpp after.
+                samplers=["penalties", "temperature", "top_k", "top_p"],
+            )
+        else:
+            # A temperature of 0 keeps only the top token: greedy, after the penalty.
+            request.update(temperature=0.0, samplers=["penalties", "temperature"])
+        return request
+
+    def _decode(
+        self, request: dict[str, Any], prompt_tokens: int, started: float
+    ) -> Generator[str, None, None]:
+        chunks: queue.Queue[Any] = queue.Queue()
+        cancel = threading.Event()
+        failure: list[BaseException] = []
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            chunks.put(chunk)
+            return cancel.is_set()  # True ends the stream and cancels the request
+
+        def work() -> None:
+            try:
+                with self._lock:
+                    self._server.handle_completions(request, on_chunk)
+            except BaseException as error:  # re-raised in the consumer's thread
+                failure.append(error)
+            finally:
+                chunks.put(_END)
+
+        worker = threading.Thread(target=work, name="llama.cpp request", daemon=True)
+        new_tokens, first_piece_at, stopped = 0, 0.0, "cancelled"
+        try:
+            worker.start()
+            while (chunk := chunks.get()) is not _END:
+                if "choices" not in chunk:
+                    raise ModelError(f"llama.cpp failed: {chunk.get('error', chunk)}")
+                choice = chunk["choices"][0] if chunk["choices"] else {}
+                if choice.get("finish_reason"):
+                    stopped = _FINISH.get(choice["finish_reason"], "eos")
+                if "usage" in chunk:
+                    new_tokens = int(chunk["usage"].get("completion_tokens", new_tokens))
+                piece = choice.get("text", "")
+                if piece:
+                    new_tokens += 1  # one token a chunk, but the final count comes with usage
+                    first_piece_at = first_piece_at or time.perf_counter()
+                    yield piece
+            if failure:
+                raise ModelError(f"llama.cpp failed: {failure[0]}") from failure[0]
+        finally:
+            cancel.set()
+            worker.join()  # within one token: the next callback returns True
+            ended = time.perf_counter()
+            self.last_stats = GenerationStats(
+                prompt_tokens=prompt_tokens,
+                new_tokens=new_tokens,
+                ttft_s=(first_piece_at or ended) - started,
+                generation_s=ended - started,
+                stopped=stopped,
+            )
