@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.grounding import Embed, content_words, is_claim, split_sentences
+from assistant.grounding import Embed
 from assistant.passage import Passage
+from assistant.sentences import content_words, is_claim, split_sentences
 
 LEXICAL_WEIGHT = 0.3
 MAX_SENTENCES = 2

@@ -5,14 +5,18 @@ file, fsync, then rename), and every load reconciles the index with the store, a
 lacks and removing the ones the store no longer has. So a crash between a database commit and an
 index save costs nothing but a few re-added vectors at the next start.
 
-Search is exact inner product (vectors are L2-normalized, so scores are cosine similarities).
-`evals/bench/retrieval.py` measures it against an approximate index.
+Search is exact inner product (vectors are L2-normalized, so scores are cosine similarities), on
+one thread: for a single query, FAISS's threads cost more in synchronization than they save, and
+on a busy machine a waiting thread stalls the query (100k chunks: ~10 ms on one thread against
+~50 ms on two). `evals/bench/retrieval.py` measures it against an approximate index.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +89,8 @@ class VectorIndex:
         if len(self) == 0 or k <= 0:
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        scores, ids = self.index.search(query, min(k, len(self)))
+        with one_thread():
+            scores, ids = self.index.search(query, min(k, len(self)))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
     def reconcile(self, store: Store) -> tuple[int, int]:
@@ -128,3 +133,14 @@ class VectorIndex:
             Path(temporary).unlink(missing_ok=True)
             raise
         self.dirty = False
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """FAISS on one OpenMP thread for the duration (single-query searches)."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)

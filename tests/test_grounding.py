@@ -14,16 +14,9 @@ import numpy.typing as npt
 import pytest
 
 from assistant.errors import ConfigError
-from assistant.grounding import (
-    ABSTAIN_MESSAGE,
-    Claim,
-    SupportChecker,
-    content_words,
-    is_claim,
-    key_terms,
-    split_sentences,
-)
+from assistant.grounding import ABSTAIN_MESSAGE, Claim, SupportChecker
 from assistant.passage import Passage
+from assistant.sentences import content_words, is_claim, key_terms, split_sentences
 
 DIMENSIONS = 512
 FAKE_STOPWORD_TEXT = "a an and the of is it in to who what how does has"

@@ -51,3 +51,17 @@ def test_reconcile_brings_index_in_step_with_store(tmp_path: Path) -> None:
     assert (added, removed) == (3, 1)
     assert sorted(index.ids().tolist()) == ids
     assert index.reconcile(store) == (0, 0)
+
+
+def test_single_query_search_runs_on_one_thread_and_restores_the_setting() -> None:
+    import faiss
+
+    from assistant.index import one_thread
+
+    before = faiss.omp_get_max_threads()
+    with one_thread():
+        assert faiss.omp_get_max_threads() == 1
+    assert faiss.omp_get_max_threads() == before
+    with pytest.raises(RuntimeError), one_thread():
+        raise RuntimeError("a failing search")
+    assert faiss.omp_get_max_threads() == before

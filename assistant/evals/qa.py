@@ -34,11 +34,11 @@ from assistant.evals.metrics import (
     percentile,
 )
 from assistant.evals.report import EvalProgress, EvalReport
-from assistant.grounding import content_words
 from assistant.home import Home
 from assistant.ingest import IngestProgress, IngestSummary, ingest
 from assistant.memory import Turn
 from assistant.passage import Passage
+from assistant.sentences import content_words
 
 if TYPE_CHECKING:
     from assistant.generation import LanguageModel
