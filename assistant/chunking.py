@@ -16,7 +16,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from assistant.readers import Block, Document
+from assistant.blocks import Block
+from assistant.readers import Document
 
 # Counts tokens of many texts at once (batching makes a fast tokenizer much faster).
 TokenCounter = Callable[[Sequence[str]], list[int]]

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from assistant.blocks import Block
 from assistant.chunking import Chunk, TokenCounter, chunk_document, split_sentences_with_offsets
-from assistant.readers import Block, Document, read_documents
+from assistant.readers import Document, read_documents
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "corpora" / "sample"

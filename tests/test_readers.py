@@ -19,9 +19,9 @@ from types import ModuleType
 
 import pytest
 
+from assistant.blocks import Block
 from assistant.errors import InputError
 from assistant.readers import (
-    Block,
     Document,
     UnreadableFile,
     decode_text,
