@@ -5,30 +5,22 @@ cache, then one token per step, with the repetition penalty and sampling warpers
 `model.generate` applies them (greedy output is token-for-token the same). There is no background
 thread, so Ctrl-C lands in the loop itself and closing the generator stops decoding at once.
 
-The bundled model is a quantized GGUF file that transformers must de-quantize on every load (~20 s
-on a small CPU). The first load therefore saves a dense copy under `config.models_dir`, written to a
-temporary folder and renamed into place so an interrupted save never leaves a half-written cache;
-later loads read that copy in well under a second.
+Weights come from `weights` (a folder, a hub id, or a GGUF file through its cached dense copy).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import tempfile
 import time
-import warnings
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.config import Config
 from assistant.devices import available_cores, choose_device
 from assistant.errors import ConfigError, InputError, ModelError
-from assistant.models import ModelSource, resolve_language_model
+from assistant.models import resolve_language_model
+from assistant.weights import load_folder, load_gguf, quiet_progress_bars
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +34,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROLES = ("system", "user", "assistant")
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, ImportError)
-_STALE_TEMP_SECONDS = 600.0  # a temporary dense copy this old belongs to a killed run
 
 
 @dataclass(frozen=True)
@@ -158,11 +149,11 @@ class LanguageModel:
         if device.type == "cpu":
             torch.set_num_threads(available_cores())
         try:
-            with _quiet_progress_bars():
+            with quiet_progress_bars():
                 if source.gguf_file:
-                    model, tokenizer = _load_gguf(source, config.models_dir, dtype)
+                    model, tokenizer = load_gguf(source, config.models_dir, dtype)
                 else:
-                    model, tokenizer = _load_folder(source.location, dtype)
+                    model, tokenizer = load_folder(source.location, dtype)
         except _LOAD_ERRORS as error:
             reason = " ".join(str(error).split())  # transformers' messages span several lines
             raise ModelError(
@@ -214,7 +205,7 @@ class LanguageModel:
         return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
 
     def _prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
-        _check_messages(messages)
+        check_messages(messages)
         text = self._tokenizer.apply_chat_template(
             [dict(message) for message in messages], add_generation_prompt=True, tokenize=False
         )
@@ -286,81 +277,6 @@ class LanguageModel:
             )
 
 
-def dense_cache_dir(source: ModelSource, models_dir: Path) -> Path:
-    """Where the de-quantized copy of a GGUF file lives; a new file (size, mtime) gets a new one."""
-    if source.gguf_file is None:
-        raise ValueError("only GGUF models have a dense cache")
-    path = Path(source.location) / source.gguf_file
-    status = path.stat()
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)
-    return models_dir / f"{stem}-{status.st_size}-{status.st_mtime_ns}-dense"
-
-
-def _load_folder(location: str, dtype: torch.dtype) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
-    return model, tokenizer
-
-
-def _load_gguf(source: ModelSource, models_dir: Path, dtype: torch.dtype) -> tuple[Any, Any]:
-    """Load through the dense cache, building (or rebuilding) it when needed."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    final = dense_cache_dir(source, models_dir)
-    if final.is_dir():
-        try:
-            return _load_folder(str(final), dtype)
-        except Exception:  # any unreadable cache (bad JSON, truncated weights) is rebuilt
-            shutil.rmtree(final, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
-    # De-quantize in float32 so the cached copy is exact whatever dtype this run uses.
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        source.location, gguf_file=source.gguf_file, dtype=torch.float32
-    )
-    try:
-        _save_atomically(model, tokenizer, final)
-    except OSError as error:  # a read-only or full disk costs speed next time, not this answer
-        warnings.warn(
-            f"could not keep a dense copy of the model in {final.parent} ({error}); "
-            "the next load will convert the GGUF file again",
-            stacklevel=3,
-        )
-    return model.to(dtype), tokenizer
-
-
-def _save_atomically(model: Any, tokenizer: Any, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(final)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        # The GGUF quantizer is only needed to read the file; with it attached, saving refuses.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(temporary)
-        tokenizer.save_pretrained(temporary)
-        try:
-            os.replace(temporary, final)
-        except OSError:
-            if not final.is_dir():  # another process finished first otherwise: use theirs
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-
-
-def _remove_stale_temporaries(final: Path) -> None:
-    cutoff = time.time() - _STALE_TEMP_SECONDS
-    for leftover in final.parent.glob(f".{final.name}.*"):
-        try:
-            if leftover.stat().st_mtime < cutoff:
-                shutil.rmtree(leftover, ignore_errors=True)
-        except OSError:
-            continue
-
-
 def _choose_device(setting: str) -> tuple[torch.device, torch.dtype]:
     """auto: CUDA in bfloat16 when torch sees a GPU, else the CPU in float32."""
     import torch
@@ -424,7 +340,7 @@ def _check_decoding_settings(config: Config) -> None:
         raise ConfigError("top_k_sampling must be 0 (off) or more")
 
 
-def _check_messages(messages: Sequence[Mapping[str, str]]) -> None:
+def check_messages(messages: Sequence[Mapping[str, str]]) -> None:
     if not messages:
         raise InputError("there are no messages to answer")
     for number, message in enumerate(messages, start=1):
@@ -433,18 +349,3 @@ def _check_messages(messages: Sequence[Mapping[str, str]]) -> None:
             raise InputError(
                 f"message {number} needs a role ({', '.join(ROLES)}) and a text content"
             )
-
-
-@contextmanager
-def _quiet_progress_bars() -> Iterator[None]:
-    """Hide transformers' per-load progress bars; the caller decides what to show."""
-    from transformers.utils import logging
-
-    hub_logging: Any = logging  # its progress-bar switches are untyped
-    was_enabled = hub_logging.is_progress_bar_enabled()
-    hub_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hub_logging.enable_progress_bar()

@@ -32,7 +32,7 @@ from typing import Any
 from assistant.config import Config
 from assistant.devices import available_cores
 from assistant.errors import InputError, ModelError
-from assistant.generation import ROLES, GenerationStats
+from assistant.generation import GenerationStats, check_messages
 from assistant.models import resolve_language_model
 
 # As in assistant.generation, and more so: llama.cpp's OpenMP workers spin-wait by default, and on
@@ -145,13 +145,7 @@ class LlamaCppModel:
         return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
 
     def _prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
-        if not messages:
-            raise InputError("there are no messages to answer")
-        for number, message in enumerate(messages, start=1):
-            if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
-                raise InputError(
-                    f"message {number} needs a role ({', '.join(ROLES)}) and a text content"
-                )
+        check_messages(messages)
         text = self._tokenizer.apply_chat_template(
             [dict(message) for message in messages], add_generation_prompt=True, tokenize=False
         )

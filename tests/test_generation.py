@@ -14,13 +14,9 @@ import pytest
 
 from assistant.config import Config
 from assistant.errors import ConfigError, InputError, ModelError
-from assistant.generation import (
-    GenerationStats,
-    IncrementalDecoder,
-    LanguageModel,
-    dense_cache_dir,
-)
+from assistant.generation import GenerationStats, IncrementalDecoder, LanguageModel
 from assistant.models import resolve_language_model
+from assistant.weights import dense_cache_dir
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 RAG_QUESTION = [

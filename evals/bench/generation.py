@@ -38,8 +38,9 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
 from assistant.config import Config
-from assistant.generation import LanguageModel, dense_cache_dir
+from assistant.generation import LanguageModel
 from assistant.models import resolve_language_model
+from assistant.weights import dense_cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "corpora" / "sample"

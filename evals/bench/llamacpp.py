@@ -37,8 +37,9 @@ from generation import ROOT, machine_info, manual_run, rag_prompt
 from transformers import AutoTokenizer
 
 from assistant.config import Config
-from assistant.generation import LanguageModel, dense_cache_dir
+from assistant.generation import LanguageModel
 from assistant.models import resolve_language_model
+from assistant.weights import dense_cache_dir
 
 WORKER = Path(__file__).with_name("llamacpp_worker.py")
 DEFAULT_VENV = Path.home() / ".cache" / "assistant-bench" / "llamacpp-venv"
