@@ -472,6 +472,7 @@ def info_command(
 ) -> None:
     """Show where state lives, what is ingested, and which models and device are used."""
     from assistant.devices import choose_device
+    from assistant.embedding import choose_backend
 
     config = load_config(home, debug=debug)
     assistant_home = Home(config)
@@ -485,7 +486,9 @@ def info_command(
         "index_bytes": index_path.stat().st_size if index_path.exists() else 0,
         **counts,
         "embedding_model": config.embedding_model,
+        "embedding_backend": choose_backend(config.embedding_backend, choose_device(config.device)),
         "language_model": config.model,
+        "engine": config.engine,
         "device": choose_device(config.device),
         "retrieval_mode": config.retrieval_mode,
         "lexical_search": store.has_lexical,
