@@ -10,7 +10,6 @@ Weights come from `weights` (a folder, a hub id, or a GGUF file through its cach
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,12 +24,6 @@ from assistant.weights import load_folder, load_gguf, quiet_progress_bars
 if TYPE_CHECKING:
     import torch
 
-# Torch's OpenMP workers spin while they wait for work. When the cores are shared (another
-# program, an index build), a spinning worker that loses its core stalls every parallel region:
-# on a busy 2-core machine decoding ran 4x slower and the prompt pass 20x slower than with passive
-# waiting. The policy is read once, when torch loads, so this only helps if torch is not loaded yet;
-# an explicit OMP_WAIT_POLICY in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROLES = ("system", "user", "assistant")
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, ImportError)
