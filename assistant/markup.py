@@ -210,6 +210,7 @@ class _VisibleText(HTMLParser):
         self._parts: list[str] = []
         self._start_line: int | None = None
         self._end_line: int | None = None
+        self._pre = 0  # depth of open <pre> elements: their whitespace is kept
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body" and "head" in self._hidden:
@@ -224,6 +225,9 @@ class _VisibleText(HTMLParser):
         if tag in self.HEADINGS:
             self._flush()
             self._heading_level = self.HEADINGS[tag]
+        elif tag == "pre":
+            self._flush()
+            self._pre += 1
         elif tag in self.BREAKS:
             self._flush()
         elif tag in self.SPACES:
@@ -246,6 +250,9 @@ class _VisibleText(HTMLParser):
                 while self._stack and self._stack[-1][0] >= level:
                     self._stack.pop()
                 self._stack.append((level, title))
+        elif tag == "pre" and self._pre:
+            self._flush()
+            self._pre -= 1
         elif tag in self.BREAKS:
             self._flush()
         elif tag in self.SPACES:
@@ -269,7 +276,11 @@ class _VisibleText(HTMLParser):
     def _flush(self) -> None:
         if self._heading_level is not None:
             return
-        text = " ".join("".join(self._parts).split())
+        if self._pre:  # code and other preformatted text keep their lines and indentation
+            text = "\n".join(line.rstrip() for line in "".join(self._parts).strip("\n").split("\n"))
+            text = text.rstrip()
+        else:
+            text = " ".join("".join(self._parts).split())
         if text and self._start_line is not None and self._end_line is not None:
             headings = tuple(title for _, title in self._stack)
             self.blocks.append(Block(text, self._start_line, self._end_line, None, headings))

@@ -705,3 +705,20 @@ def test_sample_corpus_blocks_point_at_their_lines(path: Path) -> None:
     if document.format in ("markdown", "rst", "html"):
         assert all(block.headings for block in document.blocks)
         assert all(block.headings[0] == document.title for block in document.blocks)
+
+
+def test_html_pre_keeps_lines_and_indentation() -> None:
+    content = (
+        "<h1>Guide</h1>\n<p>Run   this:</p>\n<pre>\ndef add(a, b):\n    return a + b\n\n"
+        "print(add(1, 2))\n</pre>\n<p>After   the   code.</p>\n"
+    )
+    document = read_one("x.html", content)
+    assert [(b.text, b.start_line, b.end_line) for b in document.blocks] == [
+        ("Run this:", 2, 2),
+        ("def add(a, b):\n    return a + b\n\nprint(add(1, 2))", 4, 7),
+        ("After the code.", 9, 9),
+    ]
+    code = document.blocks[1]
+    source = content.split("\n")
+    for offset, line in enumerate(code.text.split("\n")):  # line i of the text is line start + i
+        assert source[code.start_line - 1 + offset] == line
