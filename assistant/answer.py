@@ -23,6 +23,7 @@ from assistant.home import Home
 from assistant.memory import Turn, rewrite_query
 from assistant.passage import Passage
 from assistant.prompts import fill_prompt, load_prompt
+from assistant.sentences import sentence_spans
 
 if TYPE_CHECKING:
     from assistant.generation import ChatModel
@@ -194,12 +195,16 @@ class Answerer:
         pieces: list[str] = []
         generation_started = time.perf_counter()
         stream = self.language_model.stream(prompt.messages, max_new_tokens=limit)
+        watch = _GiveUpWatch(self.checker, prompt.passages, self.config.give_up_after)
         try:
             for piece in stream:
                 if not pieces:
                     timings["ttft_ms"] = (time.perf_counter() - started) * 1000
                 pieces.append(piece)
                 yield piece
+                if watch.should_stop(piece, pieces):
+                    timings["gave_up"] = 1.0
+                    break
         finally:
             stream.close()
         stats = self.language_model.last_stats
@@ -249,6 +254,39 @@ class Answerer:
             sentences=sentences,
             raw_answer=rejected.raw_answer,
         )
+
+
+class _GiveUpWatch:
+    """Watches the streamed answer: once `after` sentences are complete and not one of them is
+    supported by the passages, more text from this model will not be either (it has drifted into
+    its own memory), so generation stops; the check then quotes the passages or abstains. Once
+    a sentence is supported the watch ends and the model finishes its answer."""
+
+    def __init__(self, checker: SupportChecker, passages: Sequence[Passage], after: int) -> None:
+        self.checker = checker
+        self.passages = passages
+        self.after = after
+        self.done = after <= 0
+        self.checked = 0  # complete sentences already judged
+
+    def should_stop(self, piece: str, pieces: Sequence[str]) -> bool:
+        if self.done or not any(mark in piece for mark in ".!?\n"):
+            return False
+        text = "".join(pieces)
+        spans = sentence_spans(text)
+        complete = len(spans) - 1  # the last sentence may still be growing
+        if complete <= self.checked:
+            return False
+        self.checked = complete
+        prefix = text[: spans[complete - 1][1]]
+        checked = self.checker.check(prefix, self.passages)
+        if any(sentence.supported for sentence in checked.sentences):
+            self.done = True
+            return False
+        if len(checked.claims) >= self.after:
+            self.done = True
+            return True
+        return False
 
 
 def _abstention(reason: str) -> GroundedAnswer:

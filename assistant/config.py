@@ -67,6 +67,9 @@ class Config:
     support_threshold: float = 0.19  # tuned: python evals/tune_support.py (see grounding.py)
     min_retrieval_score: float = 0.46  # question-passage cosine below which we abstain
     extractive_fallback: bool = True  # quote passage sentences when the model is unsupported
+    # Stop generating once this many sentences are complete and none is supported by the
+    # passages (the answer would be replaced by quotes or an abstention anyway); 0: never.
+    give_up_after: int = 3
     min_quote_score: float = 0.45
 
     @property
@@ -132,6 +135,8 @@ class Config:
             raise ConfigError("top_k must be at least 1")
         if self.temperature < 0:
             raise ConfigError("temperature must be 0 (greedy) or more")
+        if self.give_up_after < 0:
+            raise ConfigError("give_up_after must be 0 (never) or more")
         if self.max_new_tokens < 1:
             raise ConfigError("max_new_tokens must be at least 1")
 

@@ -1,0 +1,129 @@
+"""The answer pipeline with a scripted language model (the real embedder, store and checker).
+
+The scripted model "generates" a fixed text one word at a time and counts the words it was
+asked for, so the tests see exactly when the answerer stops generation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from assistant.answer import Answer, Answerer, Retrieved
+from assistant.config import Config
+from assistant.embedding import Embedder
+from assistant.generation import GenerationStats
+from assistant.home import Home
+from assistant.ingest import ingest
+
+DOCUMENT = """# The KV cache
+
+The KV cache stores the keys and values of all previous tokens, for every layer.
+It trades memory for compute: each new token costs one forward pass over one position.
+
+# Memory
+
+The cache grows linearly with the context length and the number of layers.
+"""
+QUESTION = "What does the KV cache store?"
+SUPPORTED = "The KV cache stores the keys and values of all previous tokens, for every layer."
+DRIFT = (
+    "Paris is the capital of France. The Eiffel Tower was finished in 1889. "
+    "Bananas are a yellow tropical fruit. Cats sleep for most of the day. "
+    "Dogs bark at the postman every morning. Rivers flow into the sea."
+)
+
+
+class ScriptedModel:
+    """A chat model whose answer is fixed; `taken` counts the words streamed so far."""
+
+    name = "scripted"
+    context_length = 4096
+
+    def __init__(self, text: str) -> None:
+        self.words = re.findall(r"\S+\s*", text)
+        self.taken = 0
+        self.last_stats: GenerationStats | None = None
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def count_message_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
+        return sum(len(message["content"].split()) + 4 for message in messages)
+
+    def stream(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> Generator[str, None, None]:
+        def pieces() -> Generator[str, None, None]:
+            for word in self.words[:max_new_tokens]:
+                self.taken += 1
+                yield word
+
+        return pieces()
+
+    def complete(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> str:
+        return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
+
+
+def _home(tmp_path: Path, embedder: Embedder, **settings: object) -> Home:
+    folder = tmp_path / "docs"
+    folder.mkdir(exist_ok=True)
+    (folder / "kv-cache.md").write_text(DOCUMENT)
+    home = Home(Config.load(environ={}, home=tmp_path / "home", **settings), embedder)
+    for _ in ingest(home, [folder]):
+        pass
+    return home
+
+
+@pytest.fixture
+def home(tmp_path: Path, embedder: Embedder) -> Iterator[Home]:
+    home = _home(tmp_path, embedder)
+    yield home
+    home.close()
+
+
+def _ask(home: Home, model: ScriptedModel) -> tuple[list[str], Answer]:
+    events = list(Answerer(home, model).ask(QUESTION))
+    assert isinstance(events[0], Retrieved)
+    pieces = [event for event in events if isinstance(event, str)]
+    answer = events[-1]
+    assert isinstance(answer, Answer)
+    return pieces, answer
+
+
+def test_generation_stops_after_three_unsupported_sentences(home: Home) -> None:
+    model = ScriptedModel(DRIFT)
+    pieces, answer = _ask(home, model)
+    assert model.taken < len(model.words)
+    assert answer.timings.get("gave_up") == 1.0
+    streamed = "".join(pieces)
+    assert "Cats sleep" in streamed  # the fourth sentence had begun: three were complete
+    assert "Dogs" not in streamed
+    # What the model wrote is not shown as the answer: quotes of the passage, or an abstention.
+    assert "Paris" not in answer.text
+    assert answer.abstained or answer.grounded.reason == "extractive"
+
+
+def test_a_supported_sentence_lets_the_model_finish(home: Home) -> None:
+    model = ScriptedModel(f"{SUPPORTED} {DRIFT}")
+    pieces, answer = _ask(home, model)
+    assert model.taken == len(model.words)
+    assert "gave_up" not in answer.timings
+    assert answer.grounded.sentences[0].supported
+    assert "".join(pieces) == model.complete([])
+
+
+def test_giving_up_can_be_turned_off(tmp_path: Path, embedder: Embedder) -> None:
+    home = _home(tmp_path, embedder, give_up_after=0)
+    try:
+        model = ScriptedModel(DRIFT)
+        _, answer = _ask(home, model)
+        assert model.taken == len(model.words)
+        assert "gave_up" not in answer.timings
+    finally:
+        home.close()
