@@ -115,7 +115,60 @@ def load_chat_model(config: Config) -> ChatModel:
     return llamacpp.LlamaCppModel.load(config)
 
 
-class LanguageModel:
+class TemplatedModel:
+    """What both engines share: prompts built with the model's chat template and counted in its
+    own tokens, checked against the context window before any decoding."""
+
+    _config: Config
+    _tokenizer: Any
+    context_length: int
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` alone, without any special tokens."""
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_message_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
+        """Tokens of the whole chat-templated prompt, generation prompt included."""
+        return len(self._prompt_ids(messages))
+
+    def stream(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> Generator[str, None, None]:
+        raise NotImplementedError
+
+    def complete(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> str:
+        """The whole answer at once."""
+        return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
+
+    def _prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        check_messages(messages)
+        text = self._tokenizer.apply_chat_template(
+            [dict(message) for message in messages], add_generation_prompt=True, tokenize=False
+        )
+        # The template already holds the special tokens; adding them again would double the BOS.
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _fitting_prompt(
+        self, messages: Sequence[Mapping[str, str]], max_new_tokens: int | None
+    ) -> tuple[list[int], int]:
+        """The prompt's token ids and the answer's token limit; InputError if it cannot fit."""
+        limit = self._config.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if limit < 1:
+            raise InputError("max_new_tokens must be at least 1")
+        prompt_ids = self._prompt_ids(messages)
+        room = self.context_length - limit
+        if len(prompt_ids) > room:
+            raise InputError(
+                f"the prompt has {len(prompt_ids)} tokens but only {max(room, 0)} fit: the "
+                f"context is {self.context_length} tokens and {limit} are kept for the answer; "
+                "shorten the question or retrieve fewer passages"
+            )
+        return prompt_ids, limit
+
+
+class LanguageModel(TemplatedModel):
     """A chat model on one device. Build it with `LanguageModel.load(config)`."""
 
     def __init__(self, config: Config, model: Any, tokenizer: Any, device: torch.device) -> None:
@@ -161,14 +214,6 @@ class LanguageModel:
         model.eval()
         return cls(config, model, tokenizer, device)
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens in `text` alone, without any special tokens."""
-        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def count_message_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
-        """Tokens of the whole chat-templated prompt, generation prompt included."""
-        return len(self._prompt_ids(messages))
-
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
     ) -> Generator[str, None, None]:
@@ -178,32 +223,8 @@ class LanguageModel:
         decoding starts at the first `next()`. Closing the generator cancels decoding.
         """
         started = time.perf_counter()
-        limit = self._config.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if limit < 1:
-            raise InputError("max_new_tokens must be at least 1")
-        prompt_ids = self._prompt_ids(messages)
-        room = self.context_length - limit
-        if len(prompt_ids) > room:
-            raise InputError(
-                f"the prompt has {len(prompt_ids)} tokens but only {max(room, 0)} fit: the "
-                f"context is {self.context_length} tokens and {limit} are kept for the answer; "
-                "shorten the question or retrieve fewer passages"
-            )
+        prompt_ids, limit = self._fitting_prompt(messages, max_new_tokens)
         return self._decode(prompt_ids, limit, started)
-
-    def complete(
-        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
-    ) -> str:
-        """The whole answer at once."""
-        return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
-
-    def _prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
-        check_messages(messages)
-        text = self._tokenizer.apply_chat_template(
-            [dict(message) for message in messages], add_generation_prompt=True, tokenize=False
-        )
-        # The template already holds the special tokens; adding them again would double the BOS.
-        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _text_of(self, ids: list[int]) -> str:
         return str(self._tokenizer.decode(ids, skip_special_tokens=True))

@@ -31,8 +31,8 @@ from typing import Any
 
 from assistant.config import Config
 from assistant.devices import available_cores
-from assistant.errors import InputError, ModelError
-from assistant.generation import GenerationStats, check_messages
+from assistant.errors import ModelError
+from assistant.generation import GenerationStats, TemplatedModel
 from assistant.models import resolve_language_model
 
 # As in assistant.generation, and more so: llama.cpp's OpenMP workers spin-wait by default, and on
@@ -56,7 +56,7 @@ def usable(config: Config) -> bool:
     return resolve_language_model(config.model).gguf_file is not None
 
 
-class LlamaCppModel:
+class LlamaCppModel(TemplatedModel):
     """A GGUF chat model run by llama.cpp on the CPU. Build it with `LlamaCppModel.load(config)`."""
 
     def __init__(self, config: Config, server: Any, tokenizer: Any, context_length: int) -> None:
@@ -108,14 +108,6 @@ class LlamaCppModel:
             raise ModelError(f"llama.cpp cannot load {path}: {error}") from error
         return cls(config, server, tokenizer, context_length)
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens in `text` alone, without any special tokens."""
-        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def count_message_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
-        """Tokens of the whole chat-templated prompt, generation prompt included."""
-        return len(self._prompt_ids(messages))
-
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
     ) -> Generator[str, None, None]:
@@ -125,31 +117,8 @@ class LlamaCppModel:
         `next()`, and closing the generator cancels decoding.
         """
         started = time.perf_counter()
-        limit = self._config.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if limit < 1:
-            raise InputError("max_new_tokens must be at least 1")
-        prompt_ids = self._prompt_ids(messages)
-        room = self.context_length - limit
-        if len(prompt_ids) > room:
-            raise InputError(
-                f"the prompt has {len(prompt_ids)} tokens but only {max(room, 0)} fit: the "
-                f"context is {self.context_length} tokens and {limit} are kept for the answer; "
-                "shorten the question or retrieve fewer passages"
-            )
+        prompt_ids, limit = self._fitting_prompt(messages, max_new_tokens)
         return self._decode(self._request(prompt_ids, limit), len(prompt_ids), started)
-
-    def complete(
-        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
-    ) -> str:
-        """The whole answer at once."""
-        return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
-
-    def _prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
-        check_messages(messages)
-        text = self._tokenizer.apply_chat_template(
-            [dict(message) for message in messages], add_generation_prompt=True, tokenize=False
-        )
-        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _request(self, prompt_ids: list[int], limit: int) -> dict[str, Any]:
         """llama.cpp's completion request, with the samplers in transformers' order."""
