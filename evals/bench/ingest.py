@@ -181,7 +181,6 @@ def docs_subset(target: Path, stride: int) -> tuple[Path, list[Path]]:
 
 def chunk_texts(folder: Path, embedder: Embedder) -> list[str]:
     """The texts ingest embeds for `folder`: the same readers, chunker and heading prefix."""
-    config = Config()
     texts: list[str] = []
     files, _, _ = discover([folder])
     for path in files:
@@ -191,15 +190,21 @@ def chunk_texts(folder: Path, embedder: Embedder) -> list[str]:
         except UnreadableFile:
             continue
         for document in documents:
-            chunks = chunk_document(
-                document,
-                embedder.count_tokens,
-                target=config.chunk_tokens,
-                overlap=config.chunk_overlap,
-                limit=embedder.chunk_limit,
-            )
-            texts += [passage_text(chunk.heading, chunk.text) for chunk in chunks]
+            texts += embedded_texts(document, embedder)
     return texts
+
+
+def embedded_texts(document: Any, embedder: Embedder) -> list[str]:
+    """The texts ingest embeds for one document: its chunks, each with its heading path."""
+    config = Config()
+    chunks = chunk_document(
+        document,
+        embedder.count_tokens,
+        target=config.chunk_tokens,
+        overlap=config.chunk_overlap,
+        limit=embedder.chunk_limit,
+    )
+    return [passage_text(chunk.heading, chunk.text) for chunk in chunks]
 
 
 def plain_sentence_transformer() -> Any:
@@ -251,20 +256,13 @@ def scifact_data(
     """Chunk texts with their document ids, the judged queries and their qrels."""
     corpus = SCIFACT / "corpus.jsonl"
     data = corpus.read_bytes()
-    config = Config()
     texts: list[str] = []
     owners: list[str] = []
     for document in read_documents(corpus, data, hashlib.sha256(data).hexdigest()):
         doc_id = document.key.rsplit("#", 1)[1]
-        chunks = chunk_document(
-            document,
-            embedder.count_tokens,
-            target=config.chunk_tokens,
-            overlap=config.chunk_overlap,
-            limit=embedder.chunk_limit,
-        )
-        texts += [passage_text(chunk.heading, chunk.text) for chunk in chunks]
-        owners += [doc_id] * len(chunks)
+        document_texts = embedded_texts(document, embedder)
+        texts += document_texts
+        owners += [doc_id] * len(document_texts)
     qrels = load_beir_qrels(SCIFACT / "qrels" / "train.tsv")
     queries = load_beir_queries(SCIFACT / "queries_train.jsonl")
     query_ids = [query_id for query_id in queries if query_id in qrels]
