@@ -214,7 +214,9 @@ class Answerer:
         grounded = self.checker.check(
             "".join(pieces), prompt.passages, unsupported=self.config.unsupported
         )
-        if grounded.abstained and self.config.extractive_fallback:
+        if self.config.extractive_fallback and _mostly_unsupported(
+            grounded, self.config.min_supported_share
+        ):
             grounded = self._quote(question, prompt.passages, grounded)
         timings["total_s"] = time.perf_counter() - started
         yield Answer(
@@ -231,7 +233,8 @@ class Answerer:
     def _quote(
         self, question: str, passages: Sequence[Passage], rejected: GroundedAnswer
     ) -> GroundedAnswer:
-        """The best passage sentences, quoted and cited, if they answer well enough."""
+        """The best passage sentences, quoted and cited, if they answer well enough; else the
+        checked answer as it was (an abstention, or a partly supported answer, flagged)."""
         quotes = best_quotes(question, passages, self.checker.embed)
         if not quotes or quotes[0].score < self.config.min_quote_score:
             return rejected
@@ -287,6 +290,16 @@ class _GiveUpWatch:
             self.done = True
             return True
         return False
+
+
+def _mostly_unsupported(grounded: GroundedAnswer, min_share: float) -> bool:
+    """Whether the checked answer should give way to quotes: it abstained, or fewer than
+    `min_share` of its claims are supported by the passages."""
+    if grounded.abstained:
+        return True
+    claims = grounded.claims
+    supported = sum(1 for claim in claims if claim.supported)
+    return bool(claims) and supported < min_share * len(claims)
 
 
 def _abstention(reason: str) -> GroundedAnswer:

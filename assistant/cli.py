@@ -489,6 +489,7 @@ def info_command(
         "embedding_backend": choose_backend(config.embedding_backend, choose_device(config.device)),
         "language_model": config.model,
         "engine": config.engine,
+        "weights": config.weights,
         "device": choose_device(config.device),
         "retrieval_mode": config.retrieval_mode,
         "lexical_search": store.has_lexical,

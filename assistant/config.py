@@ -36,6 +36,9 @@ class Config:
     model: str = BUNDLED_LANGUAGE_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     engine: str = "torch"  # torch | llamacpp (optional, .gguf on the CPU: evals/bench/llamacpp.py)
+    # auto: 4-bit weights on the CPU for a 4-bit GGUF model (its own precision), else dense;
+    # int4: always on the CPU (lossy for other models); dense: float32 on the CPU (see quantize.py)
+    weights: str = "auto"
     debug: bool = False
 
     # Ingestion
@@ -71,6 +74,9 @@ class Config:
     # passages (the answer would be replaced by quotes or an abstention anyway); 0: never.
     give_up_after: int = 3
     min_quote_score: float = 0.45
+    # Quote the passages instead when fewer than this share of the answer's claims is supported
+    # (the rest would be shown flagged); 0: only when nothing is supported.
+    min_supported_share: float = 0.5
 
     @property
     def database(self) -> str:
@@ -125,6 +131,10 @@ class Config:
             )
         if self.engine not in ("torch", "llamacpp"):
             raise ConfigError(f"engine must be torch or llamacpp, not {self.engine!r}")
+        if not 0.0 <= self.min_supported_share <= 1.0:
+            raise ConfigError("min_supported_share must be between 0 and 1")
+        if self.weights not in ("auto", "dense", "int4"):
+            raise ConfigError(f"weights must be auto, dense or int4, not {self.weights!r}")
         if self.retrieval_mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(
                 f"retrieval_mode must be dense, lexical or hybrid, not {self.retrieval_mode!r}"

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from assistant.config import Config
 from assistant.devices import available_cores, choose_device
 from assistant.errors import ConfigError, InputError, ModelError
-from assistant.models import resolve_language_model
-from assistant.weights import load_folder, load_gguf, quiet_progress_bars
+from assistant.models import ModelSource, resolve_language_model
+from assistant.weights import four_bit_gguf, load_folder, load_gguf, quiet_progress_bars
 
 if TYPE_CHECKING:
     import torch
@@ -171,13 +171,21 @@ class TemplatedModel:
 class LanguageModel(TemplatedModel):
     """A chat model on one device. Build it with `LanguageModel.load(config)`."""
 
-    def __init__(self, config: Config, model: Any, tokenizer: Any, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: Config,
+        model: Any,
+        tokenizer: Any,
+        device: torch.device,
+        weights: str = "dense",
+    ) -> None:
         self._config = config
         self._model = model
         self._tokenizer = tokenizer
         self._device = device
         self.name = config.model
         self.device = str(device)
+        self.weights = weights  # "int4" (quantize.py) or "dense"
         self.context_length = _context_length(model.config, config.context_cap)
         self.last_stats: GenerationStats | None = None
         self._eos_ids = _eos_ids(model.generation_config, tokenizer)
@@ -212,7 +220,16 @@ class LanguageModel(TemplatedModel):
             )
         model.to(device)
         model.eval()
-        return cls(config, model, tokenizer, device)
+        from assistant.attention import use_decode_attention
+        from assistant.quantize import quantize_linears
+
+        weights = "dense"
+        if _int4_weights(config, source, device):
+            quantize_linears(model)
+            weights = "int4"
+        if device.type == "cpu":
+            use_decode_attention(model)
+        return cls(config, model, tokenizer, device, weights)
 
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
@@ -303,6 +320,23 @@ def _choose_device(setting: str) -> tuple[torch.device, torch.dtype]:
         device = torch.device("cuda", torch.cuda.current_device())
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return device, dtype
+
+
+def _int4_weights(config: Config, source: ModelSource, device: torch.device) -> bool:
+    """Whether to run the model with 4-bit weights (config.weights; see quantize.py)."""
+    from assistant.quantize import int4_supported
+
+    if config.weights == "dense":
+        return False
+    if config.weights == "int4":
+        if device.type != "cpu":
+            raise ConfigError(f"int4 weights run on the CPU only, not on {device}")
+        if not int4_supported():
+            raise ModelError("this torch build has no int4 CPU kernels; use weights=dense")
+        return True
+    if device.type != "cpu" or not source.gguf_file or not int4_supported():
+        return False
+    return four_bit_gguf(source, config.models_dir)
 
 
 def _context_length(model_config: Any, cap: int) -> int:

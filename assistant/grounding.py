@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,38 @@ from assistant.sentences import (
 
 # Maps texts to L2-normalised row vectors (one row per text).
 Embed = Callable[[Sequence[str]], npt.NDArray[np.floating]]
+EMBEDDING_CACHE_SIZE = 4096  # texts; 384-dim float32 rows: ~6 MB
+
+
+class RememberingEmbed:
+    """An `Embed` that remembers the vectors of the texts it saw last (least recently used out).
+
+    One answer checks the same passages many times: before generating (is the evidence weak?),
+    after each sentence while streaming (give up?), at the end, and for quotes. Their evidence
+    units are embedded once; only texts not seen yet reach the model, in one batch.
+    """
+
+    def __init__(self, embed: Embed, size: int = EMBEDDING_CACHE_SIZE) -> None:
+        self.embed = embed
+        self.size = size
+        self._vectors: OrderedDict[str, npt.NDArray[np.floating]] = OrderedDict()
+
+    def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.floating]:
+        missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+        if missing:
+            fresh = np.asarray(self.embed(missing), dtype=np.float32)
+            for text, vector in zip(missing, fresh, strict=True):
+                self._vectors[text] = vector
+        rows = []
+        for text in texts:
+            self._vectors.move_to_end(text)
+            rows.append(self._vectors[text])
+        while len(self._vectors) > max(self.size, len(texts)):
+            self._vectors.popitem(last=False)
+        if not rows:
+            return np.asarray(self.embed([]), dtype=np.float32)
+        return np.stack(rows)
+
 
 ABSTAIN_MESSAGE = "I couldn't find this in your documents."
 
@@ -195,7 +228,9 @@ class SupportChecker:
             raise ConfigError(
                 f"min_evidence_score must be between -1 and 1, not {min_evidence_score}"
             )
-        self.embed = embed
+        self.embed: Embed = (
+            embed if isinstance(embed, RememberingEmbed) else RememberingEmbed(embed)
+        )
         self.threshold = threshold
         self.lexical_weight = lexical_weight
         self.semantic_floor = semantic_floor

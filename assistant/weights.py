@@ -8,6 +8,7 @@ later loads read that copy in well under a second. An unreadable copy is rebuilt
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,28 @@ def dense_cache_dir(source: ModelSource, models_dir: Path) -> Path:
     status = path.stat()
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)
     return models_dir / f"{stem}-{status.st_size}-{status.st_mtime_ns}-dense"
+
+
+def four_bit_gguf(source: ModelSource, models_dir: Path) -> bool:
+    """Whether most weights of the GGUF file are 4-bit. Reading a GGUF header takes seconds (it
+    parses the whole vocabulary), so the answer is kept in a small file beside the dense copy."""
+    from assistant.quantize import mostly_four_bit
+
+    dense = dense_cache_dir(source, models_dir)
+    note = dense.with_name(f"{dense.name}.json")
+    try:
+        return bool(json.loads(note.read_text(encoding="utf-8"))["four_bit"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    answer = mostly_four_bit(Path(source.location) / str(source.gguf_file))
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        temporary = note.with_name(f".{note.name}.{os.getpid()}")
+        temporary.write_text(json.dumps({"four_bit": answer}), encoding="utf-8")
+        os.replace(temporary, note)
+    except OSError:
+        pass  # read-only cache: the header is read again next time
+    return answer
 
 
 def load_folder(location: str, dtype: torch.dtype) -> tuple[Any, Any]:

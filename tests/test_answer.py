@@ -127,3 +127,32 @@ def test_giving_up_can_be_turned_off(tmp_path: Path, embedder: Embedder) -> None
         assert "gave_up" not in answer.timings
     finally:
         home.close()
+
+
+def test_a_mostly_supported_answer_is_kept_with_its_unsupported_sentence_flagged(
+    home: Home,
+) -> None:
+    text = f"{SUPPORTED} It trades memory for compute. Paris is the capital of France."
+    _, answer = _ask(home, ScriptedModel(text))
+    assert answer.grounded.reason is None
+    assert [claim.supported for claim in answer.grounded.claims] == [True, True, False]
+    assert "Paris" in answer.text
+
+
+def test_a_mostly_unsupported_answer_gives_way_to_quotes(home: Home) -> None:
+    text = f"{SUPPORTED} Paris is the capital of France. Bananas are a yellow fruit. Cats nap."
+    _, answer = _ask(home, ScriptedModel(text))
+    assert answer.grounded.reason == "extractive"
+    assert "Paris" not in answer.text and "Bananas" not in answer.text
+    assert all(claim.supported for claim in answer.grounded.claims)
+
+
+def test_the_supported_share_can_be_lowered(tmp_path: Path, embedder: Embedder) -> None:
+    home = _home(tmp_path, embedder, min_supported_share=0.0)
+    try:
+        text = f"{SUPPORTED} Paris is the capital of France. Bananas are a yellow fruit."
+        _, answer = _ask(home, ScriptedModel(text))
+        assert answer.grounded.reason is None
+        assert "Paris" in answer.text  # shown, flagged as unsupported
+    finally:
+        home.close()

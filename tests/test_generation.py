@@ -132,18 +132,9 @@ def test_max_new_tokens_is_respected(model: LanguageModel) -> None:
     assert stats.stopped == "length"
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize("messages", [QUESTION, RAG_QUESTION], ids=["short", "rag"])
-def test_same_tokens_as_generate(
-    model: LanguageModel,
-    config: Config,
-    reference: tuple[Any, Any],
-    messages: list[dict[str, str]],
-) -> None:
+def _generate(hf_model: Any, tokenizer: Any, messages: list[dict[str, str]], config: Config) -> str:
     import torch
 
-    hf_model, tokenizer = reference
-    new_tokens = 24
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt = tokenizer(text, add_special_tokens=False, return_tensors="pt")
     with torch.inference_mode():
@@ -151,10 +142,36 @@ def test_same_tokens_as_generate(
             **prompt,
             do_sample=False,
             repetition_penalty=config.repetition_penalty,
-            max_new_tokens=new_tokens,
+            max_new_tokens=24,
         )
-    expected = tokenizer.decode(output[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert model.complete(messages, max_new_tokens=new_tokens) == expected
+    return str(
+        tokenizer.decode(output[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("messages", [QUESTION, RAG_QUESTION], ids=["short", "rag"])
+def test_same_tokens_as_generate(
+    model: LanguageModel, config: Config, messages: list[dict[str, str]]
+) -> None:
+    """The decoding loop is `generate`'s, token for token, on the same (4-bit) model."""
+    assert model.weights == "int4"  # the bundled model is a Q4_1 file: auto keeps 4 bits
+    expected = _generate(model._model, model._tokenizer, messages, config)
+    assert model.complete(messages, max_new_tokens=24) == expected
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("messages", [QUESTION, RAG_QUESTION], ids=["short", "rag"])
+def test_dense_weights_match_plain_transformers(
+    config: Config, reference: tuple[Any, Any], messages: list[dict[str, str]]
+) -> None:
+    """With weights=dense the answer is plain transformers' float32 `generate` of the cached
+    dense copy (our decode attention and cache give the same greedy tokens)."""
+    dense = LanguageModel.load(config.replace(weights="dense"))
+    assert dense.weights == "dense"
+    hf_model, tokenizer = reference
+    expected = _generate(hf_model, tokenizer, messages, config)
+    assert dense.complete(messages, max_new_tokens=24) == expected
 
 
 @pytest.mark.e2e

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pytest
 
 from assistant.errors import ConfigError
-from assistant.grounding import ABSTAIN_MESSAGE, Claim, SupportChecker
+from assistant.grounding import ABSTAIN_MESSAGE, Claim, RememberingEmbed, SupportChecker
 from assistant.passage import Passage
 from assistant.sentences import content_words, is_claim, key_terms, split_sentences
 
@@ -346,3 +346,41 @@ def test_real_embedder_supports_paraphrase_not_unrelated_fact() -> None:
     )
     assert [sentence.supported for sentence in result.sentences] == [True, False]
     assert result.sentences[0].citations == (2,)
+
+
+def test_remembering_embed_embeds_each_text_once() -> None:
+    seen: list[list[str]] = []
+
+    def counting(texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        seen.append(list(texts))
+        return fake_embed(texts)
+
+    embed = RememberingEmbed(counting, size=3)
+    first = embed(["kv cache", "tokens", "kv cache"])
+    assert seen == [["kv cache", "tokens"]]  # duplicates within a call are embedded once
+    assert np.allclose(first, fake_embed(["kv cache", "tokens", "kv cache"]))
+    again = embed(["tokens", "layers"])
+    assert seen[-1] == ["layers"]  # only the new text reaches the model
+    assert np.allclose(again, fake_embed(["tokens", "layers"]))
+    embed(["heads"])  # holds 3: "kv cache" (least recently used) is forgotten
+    embed(["kv cache"])
+    assert seen[-2:] == [["heads"], ["kv cache"]]
+    assert embed([]).shape[0] == 0
+
+
+def test_checking_the_same_passages_again_embeds_only_new_sentences() -> None:
+    calls: list[int] = []
+
+    def counting(texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        calls.append(len(texts))
+        return fake_embed(texts)
+
+    checker = SupportChecker(counting)
+    passages = [passage(1, KV_CACHE), passage(2, TOKENIZER)]
+    first = checker.check("The KV cache stores keys and values.", passages)
+    second = checker.check(
+        "The KV cache stores keys and values. The tokenizer splits the text into units.",
+        passages,
+    )
+    assert first.sentences[0].supported and second.sentences[1].supported
+    assert calls[1] == 1  # the second check only embedded its new sentence

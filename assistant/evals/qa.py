@@ -56,6 +56,11 @@ REPORTED_SETTINGS = (
     "chunk_tokens",
     "embedding_model",
     "rewrite_follow_ups",
+    "give_up_after",
+    "min_supported_share",
+    "engine",
+    "weights",
+    "embedding_backend",
 )
 
 
@@ -170,6 +175,8 @@ def _answer_one(answerer: Answerer, item: QAItem, turns: Sequence[Turn]) -> dict
         "displayed_sentences": len(judgements),
         "supported_sentences": sum(1 for j in judgements if j.supporting),
         "seconds": seconds,
+        "timings": {name: round(value, 3) for name, value in final.timings.items()},
+        "raw_answer": final.grounded.raw_answer,
         "sources": [p.source for p in final.passages],
     }
 

@@ -4,8 +4,9 @@ Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
 
 - load time: the first load (GGUF de-quantized, dense copy written) against a cached dense load;
 - time to first token and decode tokens/s for a short (~140-token) and a long (~1,500-token)
-  RAG-style prompt built from the sample corpus, in float32 and bfloat16 on the CPU, and whether
-  bfloat16 gives the same greedy answer;
+  RAG-style prompt built from the sample corpus, with float32, bfloat16 and 4-bit weights
+  (`weights=int4`, the default for the bundled Q4_1 file; see assistant/quantize.py) on the CPU,
+  and whether they give the same greedy answer as float32;
 - the manual decode loop of `assistant.generation` against `model.generate` with a
   `TextIteratorStreamer` on a background thread (the usual transformers streaming recipe).
 
@@ -22,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import tempfile
 import threading
 import time
@@ -33,8 +32,8 @@ from typing import Any
 # As assistant.generation does, but before torch loads; run with OMP_WAIT_POLICY=ACTIVE to compare.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import common
 import torch
-import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
 from assistant.config import Config
@@ -65,13 +64,13 @@ def main() -> None:
     )
     arguments = parser.parse_args()
 
-    results: dict[str, Any] = {"machine": machine_info(), "settings": vars(arguments).copy()}
+    results: dict[str, Any] = {"machine": common.machine_info(), "settings": vars(arguments).copy()}
     results["settings"].update(out=str(arguments.out), home=str(arguments.home or ""))
 
     with tempfile.TemporaryDirectory(prefix="bench-generation-") as temporary:
         config = Config.load(environ={}, home=arguments.home or Path(temporary), device="cpu")
         results["load"] = measure_loads(config)
-        model = LanguageModel.load(config)
+        model = LanguageModel.load(config.replace(weights="dense"))
         prompts = {
             "short": rag_prompt(model, 140),
             "long": rag_prompt(model, 1500),
@@ -80,6 +79,7 @@ def main() -> None:
         folder = dense_cache_dir(resolve_language_model(config.model), config.models_dir)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         variants: dict[str, LanguageModel] = {"float32": model}
+        variants["int4"] = LanguageModel.load(config.replace(weights="int4"))
         bfloat16: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
         bfloat16.eval()
         variants["bfloat16"] = LanguageModel(config, bfloat16, tokenizer, torch.device("cpu"))
@@ -110,27 +110,6 @@ def main() -> None:
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {arguments.out}")
-
-
-def machine_info() -> dict[str, Any]:
-    cpu_model, flags = "", ""
-    if Path("/proc/cpuinfo").exists():
-        text = Path("/proc/cpuinfo").read_text()
-        cpu_model = next(iter(re.findall(r"model name\s*:\s*(.*)", text)), "")
-        flags = next(iter(re.findall(r"flags\s*:\s*(.*)", text)), "")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu_model,
-        "cores": cores,
-        "avx512_bf16": "avx512_bf16" in flags.split(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_start": os.getloadavg(),
-    }
 
 
 def measure_loads(config: Config) -> dict[str, float]:
@@ -261,6 +240,10 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         out[f"{prompt}/bf16_over_fp32_tokens_per_s"] = bf16["tokens_per_s"] / fp32["tokens_per_s"]
         out[f"{prompt}/bf16_over_fp32_ttft"] = bf16["ttft_s"] / fp32["ttft_s"]
         out[f"{prompt}/bf16_same_text_as_fp32"] = float(bf16["text"] == fp32["text"])
+        int4 = runs[f"manual/int4/{prompt}"]
+        out[f"{prompt}/int4_over_fp32_tokens_per_s"] = int4["tokens_per_s"] / fp32["tokens_per_s"]
+        out[f"{prompt}/int4_over_fp32_ttft"] = int4["ttft_s"] / fp32["ttft_s"]
+        out[f"{prompt}/int4_same_text_as_fp32"] = float(int4["text"] == fp32["text"])
         out[f"{prompt}/manual_over_generate_tokens_per_s"] = (
             fp32["tokens_per_s"] / generate["tokens_per_s"]
         )

@@ -27,8 +27,6 @@ import gc
 import hashlib
 import json
 import os
-import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
 
 from assistant.chunking import chunk_document
@@ -136,36 +135,19 @@ def main() -> None:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu_model, flags = "", ""
-    if Path("/proc/cpuinfo").exists():
-        text = Path("/proc/cpuinfo").read_text()
-        cpu_model = next(iter(re.findall(r"model name\s*:\s*(.*)", text)), "")
-        flags = next(iter(re.findall(r"flags\s*:\s*(.*)", text)), "")
-    versions = {}
-    for package in ("torch", "transformers", "sentence_transformers", "openvino", "onnxruntime"):
-        try:
-            versions[package] = str(__import__(package).__version__)
-        except ImportError:
-            versions[package] = "not installed"
+    info = common.machine_info(
+        ("torch", "transformers", "sentence_transformers", "openvino", "onnxruntime")
+    )
     try:
         import openvino
 
         # What OpenVINO computes in here by default: bf16 on CPUs with AVX512-BF16 or AMX.
-        versions["openvino_cpu_precision"] = str(
+        info["openvino_cpu_precision"] = str(
             openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
         )
     except ImportError:
         pass
-    return {
-        "cpu": cpu_model,
-        "cores": len(os.sched_getaffinity(0)),
-        "avx512_bf16": "avx512_bf16" in flags.split(),
-        "avx512_vnni": "avx512_vnni" in flags.split(),
-        **versions,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_start": os.getloadavg(),
-    }
+    return info
 
 
 def docs_subset(target: Path, stride: int) -> tuple[Path, list[Path]]:

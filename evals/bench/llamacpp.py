@@ -33,7 +33,8 @@ from typing import Any
 # generation.py sets OMP_WAIT_POLICY=PASSIVE before torch loads; the worker inherits it, which
 # matters even more there: with spinning OpenMP workers on this busy 2-core machine llama.cpp
 # decoded at 0.3 tokens/s instead of ~65.
-from generation import ROOT, machine_info, manual_run, rag_prompt
+from common import machine_info
+from generation import ROOT, manual_run, rag_prompt
 from transformers import AutoTokenizer
 
 from assistant.config import Config
@@ -80,8 +81,12 @@ def main() -> None:
         LanguageModel.load(config)  # de-quantizes the GGUF file once
         load["ours_first_gguf_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    model = LanguageModel.load(config)
+    model = LanguageModel.load(config)  # 4-bit weights (weights=auto on a Q4 file)
     load["ours_cached_dense_s"] = time.perf_counter() - started
+    ours_models = {model.weights: model}
+    dense = LanguageModel.load(config.replace(weights="dense"))
+    ours_models[dense.weights] = dense
+    section["settings"]["ours_weights"] = list(ours_models)
     prompts = {"short": rag_prompt(model, 140), "long": rag_prompt(model, 1500)}
     tokenizer = AutoTokenizer.from_pretrained(dense_cache_dir(source, config.models_dir))
     prompt_ids = {name: chat_ids(tokenizer, messages) for name, messages in prompts.items()}
@@ -111,8 +116,9 @@ def main() -> None:
         section["machine"].update(llamacpp=hello)
         for name, messages in prompts.items():
             for _ in range(max(1, arguments.repeats)):
-                ours = manual_run(model, messages, arguments)
-                runs.setdefault(f"ours/float32/{name}", []).append(ours)
+                for weights, ours_model in ours_models.items():
+                    ours = manual_run(ours_model, messages, arguments)
+                    runs.setdefault(f"ours/{_label(weights)}/{name}", []).append(ours)
                 job = {"prompt_ids": prompt_ids[name], "new_tokens": arguments.new_tokens}
                 runs.setdefault(f"llamacpp/{name}", []).append(ask(worker, job))
     section["load"] = load
@@ -191,6 +197,10 @@ def read_answer(worker: subprocess.Popen[str]) -> dict[str, Any]:
     return answer
 
 
+def _label(weights: str) -> str:
+    return "float32" if weights == "dense" else weights
+
+
 def best(all_runs: list[dict[str, Any]]) -> dict[str, Any]:
     """As generation.best_of: the run with the best decode speed, the lowest TTFT, all runs."""
     chosen = dict(max(all_runs, key=lambda r: r["tokens_per_s"]))
@@ -205,13 +215,15 @@ def ratios(section: dict[str, Any]) -> dict[str, float]:
         section["load"]["ours_cached_dense_s"] / section["load"]["llamacpp_s"]
     )
     for prompt in ("short", "long"):
-        ours, theirs = runs[f"ours/float32/{prompt}"], runs[f"llamacpp/{prompt}"]
-        key = f"llamacpp/{prompt}"
-        out[f"{key}/ours_over_llamacpp_tokens_per_s"] = (
-            ours["tokens_per_s"] / theirs["tokens_per_s"]
-        )
-        out[f"{key}/ours_over_llamacpp_ttft"] = ours["ttft_s"] / theirs["ttft_s"]
-        out[f"{key}/same_text"] = float(ours["text"] == theirs["text"])
+        theirs = runs[f"llamacpp/{prompt}"]
+        for weights in section["settings"]["ours_weights"]:
+            ours = runs[f"ours/{_label(weights)}/{prompt}"]
+            key = f"llamacpp/{prompt}/{_label(weights)}"
+            out[f"{key}/ours_over_llamacpp_tokens_per_s"] = (
+                ours["tokens_per_s"] / theirs["tokens_per_s"]
+            )
+            out[f"{key}/ours_over_llamacpp_ttft"] = ours["ttft_s"] / theirs["ttft_s"]
+            out[f"{key}/same_text"] = float(ours["text"] == theirs["text"])
     return out
 
 
@@ -226,15 +238,16 @@ def print_report(section: dict[str, Any], all_ratios: dict[str, float]) -> None:
     for name, seconds in section["load"].items():
         print(f"load {name:<20} {seconds:8.2f} s")
     print(f"prompt tokens: {section['prompt_tokens']}")
-    print(f"\n{'prompt':<7} {'engine':<10} {'ttft s':>8} {'tok/s':>8} {'new':>5}")
+    print(f"\n{'prompt':<7} {'engine':<13} {'ttft s':>8} {'tok/s':>8} {'new':>5}")
     for prompt in ("short", "long"):
-        for engine, key in (
-            ("ours", f"ours/float32/{prompt}"),
-            ("llama.cpp", f"llamacpp/{prompt}"),
-        ):
+        rows = [
+            (f"ours {_label(w)}", f"ours/{_label(w)}/{prompt}")
+            for w in section["settings"]["ours_weights"]
+        ]
+        for engine, key in [*rows, ("llama.cpp", f"llamacpp/{prompt}")]:
             run = section["runs"][key]
             print(
-                f"{prompt:<7} {engine:<10} {run['ttft_s']:8.3f} {run['tokens_per_s']:8.2f} "
+                f"{prompt:<7} {engine:<13} {run['ttft_s']:8.3f} {run['tokens_per_s']:8.2f} "
                 f"{run['new_tokens']:5d}"
             )
     print()

@@ -1,0 +1,141 @@
+"""Tests for assistant.quantize (4-bit weights) and assistant.attention (decode attention)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from assistant.attention import decode_attention
+from assistant.models import BUNDLED_LANGUAGE_MODEL, ModelSource, resolve_language_model
+from assistant.quantize import GROUP_SIZE, Int4Linear, int4_supported, quantize_linears
+from assistant.weights import dense_cache_dir, four_bit_gguf
+
+pytestmark = pytest.mark.skipif(not int4_supported(), reason="this torch has no int4 CPU kernels")
+
+
+def q4_1_linear(out_features: int, in_features: int, seed: int = 0) -> nn.Linear:
+    """A linear layer whose weights are exactly GGUF Q4_1 groups: code * scale + minimum, with
+    codes 0..15 and every group using both ends (so the codes can be recovered)."""
+    generator = torch.Generator().manual_seed(seed)
+    groups = in_features // GROUP_SIZE
+    codes = torch.randint(0, 16, (out_features, groups, GROUP_SIZE), generator=generator)
+    codes[..., 0], codes[..., 1] = 0, 15
+    # Scales and minimums that bfloat16 holds exactly, so the reconstruction can be exact.
+    scale = torch.randint(1, 64, (out_features, groups, 1), generator=generator) / 2048
+    minimum = -torch.randint(0, 64, (out_features, groups, 1), generator=generator) / 256
+    layer = nn.Linear(in_features, out_features, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_((codes * scale + minimum).reshape(out_features, in_features))
+    return layer
+
+
+def test_q4_1_groups_are_recovered_exactly() -> None:
+    layer = q4_1_linear(48, 96)
+    quantized = Int4Linear(layer)
+    # The kernel returns bfloat16, so the weights come back exactly up to that rounding.
+    assert torch.equal(quantized.dequantized(), layer.weight.detach().to(torch.bfloat16).float())
+    assert quantized.packed.numel() == 48 * 96 // 2  # two 4-bit codes per byte
+
+
+def test_forward_is_the_product_with_a_bfloat16_input() -> None:
+    layer = q4_1_linear(64, 128, seed=1)
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 64))
+    quantized = Int4Linear(layer)
+    x = torch.randn(3, 5, 128, generator=torch.Generator().manual_seed(2))
+    expected = nn.functional.linear(x.to(torch.bfloat16).float(), layer.weight, layer.bias)
+    y = quantized(x)
+    assert y.shape == (3, 5, 64) and y.dtype == torch.float32
+    assert torch.allclose(y, expected, atol=0.05, rtol=0.02)
+    assert not torch.allclose(y, torch.zeros_like(y))
+
+
+def test_arbitrary_weights_are_close_but_not_exact() -> None:
+    layer = nn.Linear(64, 32, bias=False)
+    quantized = Int4Linear(layer)
+    error = (quantized.dequantized() - layer.weight.detach()).abs()
+    group_range = layer.weight.detach().reshape(32, 2, GROUP_SIZE)
+    step = (group_range.amax(-1) - group_range.amin(-1)) / 15  # one 4-bit step per group
+    assert error.max() > 0
+    assert (error.reshape(32, 2, GROUP_SIZE) <= step[..., None] * 0.51 + 1e-2).all()
+
+
+def test_layers_that_do_not_split_into_groups_stay_dense() -> None:
+    with pytest.raises(ValueError, match="groups of 32"):
+        Int4Linear(nn.Linear(40, 8))
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(40, 8), nn.Linear(8, 64))
+    model.config = SimpleNamespace(tie_word_embeddings=True)  # type: ignore[assignment]
+    assert quantize_linears(model) == 1
+    assert isinstance(model[0], Int4Linear)
+    assert isinstance(model[2], nn.Linear) and isinstance(model[3], nn.Linear)
+    assert model.config.tie_word_embeddings is False
+
+
+def _reference_attention(query, key, value, mask):  # type: ignore[no-untyped-def]
+    repeat = query.shape[1] // key.shape[1]
+    key = key.repeat_interleave(repeat, dim=1)
+    value = value.repeat_interleave(repeat, dim=1)
+    out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "float"])
+def test_decode_attention_matches_sdpa_with_grouped_heads(mask_kind: str) -> None:
+    generator = torch.Generator().manual_seed(3)
+    query = torch.randn(1, 6, 1, 16, generator=generator)
+    key = torch.randn(1, 2, 37, 16, generator=generator)
+    value = torch.randn(1, 2, 37, 16, generator=generator)
+    mask = None
+    if mask_kind == "bool":
+        mask = torch.ones(1, 1, 1, 37, dtype=torch.bool)
+        mask[..., :5] = False
+    elif mask_kind == "float":
+        mask = torch.zeros(1, 1, 1, 37)
+        mask[..., 30:] = -1e4
+    module = SimpleNamespace(num_key_value_groups=3, is_causal=True)
+    out, weights = decode_attention(module, query, key, value, mask)  # type: ignore[arg-type]
+    assert weights is None
+    assert out.shape == (1, 1, 6, 16)
+    assert torch.allclose(out, _reference_attention(query, key, value, mask), atol=1e-5)
+
+
+def test_prompt_attention_goes_to_sdpa() -> None:
+    generator = torch.Generator().manual_seed(4)
+    query = torch.randn(1, 4, 9, 8, generator=generator)
+    key = torch.randn(1, 4, 9, 8, generator=generator)
+    value = torch.randn(1, 4, 9, 8, generator=generator)
+    module = SimpleNamespace(num_key_value_groups=1, is_causal=True)
+    out, _ = decode_attention(module, query, key, value, None)  # type: ignore[arg-type]
+    expected = nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True)
+    assert torch.allclose(out, expected.transpose(1, 2), atol=1e-5)
+
+
+def test_four_bit_gguf_is_read_once_and_noted(tmp_path: Path) -> None:
+    source = resolve_language_model(BUNDLED_LANGUAGE_MODEL)
+    assert four_bit_gguf(source, tmp_path) is True  # SmolLM2 ships as Q4_1
+    dense = dense_cache_dir(source, tmp_path)
+    note = dense.with_name(f"{dense.name}.json")
+    assert json.loads(note.read_text()) == {"four_bit": True}
+    note.write_text(json.dumps({"four_bit": False}))  # the note is what later loads trust
+    assert four_bit_gguf(source, tmp_path) is False
+    note.write_text("{broken")  # an unreadable note is replaced by reading the file again
+    assert four_bit_gguf(source, tmp_path) is True
+
+
+def test_a_float_gguf_is_not_four_bit(tmp_path: Path) -> None:
+    import numpy as np
+    from gguf import GGUFWriter
+
+    path = tmp_path / "tiny.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_tensor("blk.0.ffn_up.weight", np.ones((64, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    source = ModelSource(str(path), str(tmp_path), path.name)
+    assert four_bit_gguf(source, tmp_path / "models") is False
