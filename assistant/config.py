@@ -39,6 +39,7 @@ class Config:
     # auto: 4-bit weights on the CPU for a 4-bit GGUF model (its own precision), else dense;
     # int4: always on the CPU (lossy for other models); dense: float32 on the CPU (see quantize.py)
     weights: str = "auto"
+    decode_threads: int = 0  # CPU threads for one-token steps; 0: 1 with int4 weights, else all
     debug: bool = False
 
     # Ingestion
@@ -133,6 +134,8 @@ class Config:
             raise ConfigError(f"engine must be torch or llamacpp, not {self.engine!r}")
         if not 0.0 <= self.min_supported_share <= 1.0:
             raise ConfigError("min_supported_share must be between 0 and 1")
+        if self.decode_threads < 0:
+            raise ConfigError("decode_threads must be 0 (auto) or more")
         if self.weights not in ("auto", "dense", "int4"):
             raise ConfigError(f"weights must be auto, dense or int4, not {self.weights!r}")
         if self.retrieval_mode not in ("dense", "lexical", "hybrid"):

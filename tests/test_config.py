@@ -43,6 +43,17 @@ def test_engine_must_be_known() -> None:
         Config.load(environ={}, engine="vllm")
 
 
+def test_weights_and_step_threads_are_checked() -> None:
+    with pytest.raises(ConfigError, match="weights"):
+        Config.load(environ={}, weights="int8")
+    with pytest.raises(ConfigError, match="decode_threads"):
+        Config.load(environ={"ASSISTANT_DECODE_THREADS": "-1"})
+    with pytest.raises(ConfigError, match="min_supported_share"):
+        Config.load(environ={}, min_supported_share=1.5)
+    config = Config.load(environ={"ASSISTANT_WEIGHTS": "dense", "ASSISTANT_DECODE_THREADS": "2"})
+    assert (config.weights, config.decode_threads) == ("dense", 2)
+
+
 def test_llamacpp_engine_without_its_package_says_what_it_needs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -124,6 +124,18 @@ def test_stream_pieces_join_to_complete(model: LanguageModel) -> None:
 
 
 @pytest.mark.e2e
+def test_steps_run_on_one_thread_and_the_setting_comes_back(model: LanguageModel) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    seen = []
+    for _ in model.stream(QUESTION, max_new_tokens=6):
+        seen.append(torch.get_num_threads())  # the consumer runs between steps
+    assert seen and seen[-1] == 1  # 4-bit steps: one thread (generation._step_threads)
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.e2e
 def test_max_new_tokens_is_respected(model: LanguageModel) -> None:
     model.complete(LONG_ANSWER, max_new_tokens=5)
     stats = model.last_stats

@@ -79,7 +79,10 @@ def main() -> None:
         folder = dense_cache_dir(resolve_language_model(config.model), config.models_dir)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         variants: dict[str, LanguageModel] = {"float32": model}
-        variants["int4"] = LanguageModel.load(config.replace(weights="int4"))
+        variants["int4"] = LanguageModel.load(config.replace(weights="int4"))  # steps: 1 thread
+        variants["int4-2threads"] = LanguageModel.load(
+            config.replace(weights="int4", decode_threads=2)
+        )
         bfloat16: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
         bfloat16.eval()
         variants["bfloat16"] = LanguageModel(config, bfloat16, tokenizer, torch.device("cpu"))

@@ -128,7 +128,8 @@ def main() -> None:
 
     results = json.loads(arguments.out.read_text()) if arguments.out.exists() else {}
     results["llamacpp"] = section
-    results.setdefault("ratios", {}).update(ratios(section))
+    kept = {k: v for k, v in results.get("ratios", {}).items() if not k.startswith("llamacpp/")}
+    results["ratios"] = {**kept, **ratios(section)}
     print_report(section, results["ratios"])
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(results, indent=2) + "\n")
