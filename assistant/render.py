@@ -18,7 +18,7 @@ from assistant.answer import Answer, AnswerEvent, Retrieved
 from assistant.passage import Passage
 
 UNSUPPORTED_MARK = " (not found in your documents)"
-EXTRACTIVE_NOTE = "Quoted from your documents (the model's own answer was not supported):"
+EXTRACTIVE_NOTE = "Quoted from your documents (most of the model's own answer was not supported):"
 
 
 def display_path(path: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import common
 
 from assistant.answer import Answer, Answerer, Retrieved
 from assistant.config import Config
@@ -55,7 +56,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "benchmark": "end_to_end",
         "command": " ".join(["python", *sys.argv]),
-        "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+        "machine": common.machine_info(),
         "date": time.strftime("%Y-%m-%d"),
         "load_average_start": os.getloadavg(),
     }

@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
+import common
 import faiss
 import numpy as np
 
@@ -166,7 +166,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "retrieval",
-                "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+                "machine": common.machine_info(),
                 "faiss": faiss.__version__,
                 "queries": len(texts),
                 "real_vectors_from": str(arguments.home) if arguments.home else None,
