@@ -14,7 +14,6 @@ between the products (norms, attention, residuals) stays float32.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +21,6 @@ from torch import nn
 
 GROUP_SIZE = 32
 _LEVELS = 15  # 4-bit codes 0..15
-_FOUR_BIT_GGUF_TYPES = frozenset({"Q4_0", "Q4_1", "Q4_K", "IQ4_NL", "IQ4_XS"})
 
 
 def int4_supported() -> bool:
@@ -31,20 +29,6 @@ def int4_supported() -> bool:
     return hasattr(ops, "_weight_int4pack_mm_for_cpu") and hasattr(
         ops, "_convert_weight_to_int4pack_for_cpu"
     )
-
-
-def mostly_four_bit(gguf_path: Path) -> bool:
-    """Whether most weights of a GGUF file (by count) are stored in a 4-bit type."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(gguf_path))
-    four_bit = total = 0
-    for tensor in reader.tensors:
-        count = int(tensor.n_elements)
-        total += count
-        if tensor.tensor_type.name in _FOUR_BIT_GGUF_TYPES:
-            four_bit += count
-    return total > 0 and four_bit * 2 >= total
 
 
 class Int4Linear(nn.Module):
@@ -111,18 +95,19 @@ def quantize_linears(model: Any, group_size: int = GROUP_SIZE) -> int:
                 continue
             setattr(parent, name, quantized)
             replaced += 1
-    if replaced:
-        # The float32 weights were loaded from a memory-mapped file; while any tensor of the
-        # model (the embedding, the norms) still lives in that mapping, the whole file stays
-        # mapped and counted in the process's memory. Copies let it go (~400 MB here).
-        with torch.no_grad():
-            for module in model.modules():
-                if isinstance(module, Int4Linear):
-                    continue
-                for tensor in [*module.parameters(False), *module.buffers(False)]:
-                    tensor.data = tensor.data.clone()
+    if not replaced:
+        return 0
+    # The float32 weights were loaded from a memory-mapped file; while any tensor of the model
+    # (the embedding, the norms) still lives in that mapping, the whole file stays mapped and
+    # counted in the process's memory. Copies let it go (~400 MB here).
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, Int4Linear):
+                continue
+            for tensor in [*module.parameters(False), *module.buffers(False)]:
+                tensor.data = tensor.data.clone()
     config: Any = getattr(model, "config", None)
-    if replaced and getattr(config, "tie_word_embeddings", False):
+    if getattr(config, "tie_word_embeddings", False):
         # The head no longer shares the embedding's tensor; saving or re-tying must not follow.
         config.tie_word_embeddings = False
     return replaced

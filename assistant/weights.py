@@ -3,7 +3,8 @@
 The bundled model is a quantized GGUF file that transformers must de-quantize on every load (~20 s
 on a small CPU). The first load therefore saves a dense copy under the models folder, written to a
 temporary folder and renamed into place so an interrupted save never leaves a half-written cache;
-later loads read that copy in well under a second. An unreadable copy is rebuilt.
+later loads read that copy in well under a second. An unreadable copy is rebuilt. Whether a GGUF
+file is mostly 4-bit (then `quantize` packs it back to 4 bits on the CPU) is noted beside it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 _STALE_TEMP_SECONDS = 600.0  # a temporary dense copy this old belongs to a killed run
+_FOUR_BIT_GGUF_TYPES = frozenset({"Q4_0", "Q4_1", "Q4_K", "IQ4_NL", "IQ4_XS"})
 
 
 def dense_cache_dir(source: ModelSource, models_dir: Path) -> Path:
@@ -38,18 +40,30 @@ def dense_cache_dir(source: ModelSource, models_dir: Path) -> Path:
     return models_dir / f"{stem}-{status.st_size}-{status.st_mtime_ns}-dense"
 
 
+def _mostly_four_bit(gguf_path: Path) -> bool:
+    """Whether most weights of a GGUF file (by count) are stored in a 4-bit type."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf_path))
+    four_bit = total = 0
+    for tensor in reader.tensors:
+        count = int(tensor.n_elements)
+        total += count
+        if tensor.tensor_type.name in _FOUR_BIT_GGUF_TYPES:
+            four_bit += count
+    return total > 0 and four_bit * 2 >= total
+
+
 def four_bit_gguf(source: ModelSource, models_dir: Path) -> bool:
     """Whether most weights of the GGUF file are 4-bit. Reading a GGUF header takes seconds (it
     parses the whole vocabulary), so the answer is kept in a small file beside the dense copy."""
-    from assistant.quantize import mostly_four_bit
-
     dense = dense_cache_dir(source, models_dir)
     note = dense.with_name(f"{dense.name}.json")
     try:
         return bool(json.loads(note.read_text(encoding="utf-8"))["four_bit"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    answer = mostly_four_bit(Path(source.location) / str(source.gguf_file))
+    answer = _mostly_four_bit(Path(source.location) / str(source.gguf_file))
     try:
         note.parent.mkdir(parents=True, exist_ok=True)
         temporary = note.with_name(f".{note.name}.{os.getpid()}")
