@@ -490,6 +490,7 @@ def info_command(
         "language_model": config.model,
         "engine": config.engine,
         "weights": config.weights,
+        "prompt_int8": config.prompt_int8,
         "device": choose_device(config.device),
         "retrieval_mode": config.retrieval_mode,
         "lexical_search": store.has_lexical,

@@ -6,8 +6,9 @@ cache, then one token per step, with the repetition penalty and sampling warpers
 thread, so Ctrl-C lands in the loop itself and closing the generator stops decoding at once.
 
 Weights come from `weights` (a folder, a hub id, or a GGUF file through its cached dense copy).
-On the CPU a 4-bit GGUF model runs with 4-bit weights again (`quantize`, config `weights`), and
-one-token steps attend with two small matrix products instead of the flash kernel (`attention`).
+On the CPU a 4-bit GGUF model runs with 4-bit weights again (`quantize`, config `weights`; the
+prompt's pass multiplies in 8-bit integers, config `prompt_int8`), and one-token steps attend
+with two small matrix products instead of the flash kernel (`attention`).
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ class LanguageModel(TemplatedModel):
 
         weights = "dense"
         if _int4_weights(config, source, device):
-            quantize_linears(model)
+            quantize_linears(model, prompt_int8=config.prompt_int8)
             weights = "int4"
         if device.type == "cpu":
             use_decode_attention(model)

@@ -187,6 +187,36 @@ def test_dense_weights_match_plain_transformers(
 
 
 @pytest.mark.e2e
+def test_the_prompt_pass_in_8_bits_stays_close_to_the_4_bit_kernel(
+    model: LanguageModel, config: Config
+) -> None:
+    """The prompt's pass multiplies in 8-bit integers (quantize.py, prompt_int8, the default);
+    the next token's distribution stays that of the 4-bit kernel's pass."""
+    import torch
+
+    from assistant.quantize import Int4Linear
+
+    head = model._model.get_output_embeddings()
+    layers = [m for m in model._model.modules() if isinstance(m, Int4Linear) and m is not head]
+    assert layers and all(hasattr(m, "codes8") for m in layers)
+    assert not hasattr(head, "codes8")  # the head only ever sees the last row
+    four_bit = LanguageModel.load(config.replace(prompt_int8=False))
+    assert not any(hasattr(m, "codes8") for m in four_bit._model.modules())
+    ids, _ = model._fitting_prompt(RAG_QUESTION, 24)
+    assert len(ids) > 50  # a prompt, not a one-token step
+
+    def next_token_log_probs(language_model: LanguageModel) -> Any:
+        with torch.inference_mode():
+            output = language_model._model(input_ids=torch.tensor([ids]), logits_to_keep=1)
+        return output.logits[0, -1].float().log_softmax(-1)
+
+    eight, four = next_token_log_probs(model), next_token_log_probs(four_bit)
+    assert int(eight.argmax()) == int(four.argmax())
+    divergence = float((four.exp() * (four - eight)).sum())
+    assert 0 < divergence < 0.1
+
+
+@pytest.mark.e2e
 def test_closing_the_stream_cancels(model: LanguageModel) -> None:
     stream = model.stream(LONG_ANSWER, max_new_tokens=50)
     first = next(stream)

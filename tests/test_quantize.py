@@ -12,7 +12,15 @@ from torch import nn
 
 from assistant.attention import decode_attention
 from assistant.models import BUNDLED_LANGUAGE_MODEL, ModelSource, resolve_language_model
-from assistant.quantize import GROUP_SIZE, Int4Linear, int4_supported, quantize_linears
+from assistant.quantize import (
+    GROUP_SIZE,
+    INT8_MIN_ROWS,
+    Int4Linear,
+    Int8Rows,
+    int4_supported,
+    int8_supported,
+    quantize_linears,
+)
 from assistant.weights import dense_cache_dir, four_bit_gguf
 
 pytestmark = pytest.mark.skipif(not int4_supported(), reason="this torch has no int4 CPU kernels")
@@ -73,6 +81,73 @@ def test_layers_that_do_not_split_into_groups_stay_dense() -> None:
     assert isinstance(model[0], Int4Linear)
     assert isinstance(model[2], nn.Linear) and isinstance(model[3], nn.Linear)
     assert model.config.tie_word_embeddings is False
+
+
+needs_int8 = pytest.mark.skipif(not int8_supported(), reason="this torch has no torch._int_mm")
+
+
+def test_rows_round_to_8_bits_with_the_outlier_channels_apart() -> None:
+    rows = torch.randn(20, 64, generator=torch.Generator().manual_seed(3))
+    rows[:, 5] *= 500  # one channel far larger than the rest, as in a transformer's activations
+    codes, scale, channels, outliers = Int8Rows(outlier_channels=2)._round(rows)
+    assert codes.dtype == torch.int8 and codes.abs().max() <= 127
+    assert 5 in channels.tolist()
+    assert (codes[:, channels] == 0).all()
+    assert torch.equal(outliers, rows[:, channels])
+    rebuilt = codes.float() * scale
+    rebuilt[:, channels] = outliers
+    # Half a step of each row's own scale, which the outlier channel does not inflate.
+    assert ((rebuilt - rows).abs() <= scale * 0.5 + 1e-6).all()
+    assert scale.max() < 5 / 127  # the ordinary channels set it: |N(0, 1)| < 5
+
+
+def test_rows_are_rounded_once_for_the_layers_that_share_an_input() -> None:
+    rounding = Int8Rows()
+    x = torch.randn(INT8_MIN_ROWS, 64)
+    first = rounding.of(x)
+    assert rounding.of(x) is first
+    other = rounding.of(x.clone())
+    assert other is not first and torch.equal(other[0], first[0])
+    rounding.clear()
+    assert rounding.of(x) is not first
+
+
+@needs_int8
+def test_prompt_rows_multiply_in_8_bits_and_steps_in_4_bits() -> None:
+    layer = q4_1_linear(64, 128, seed=4)
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 64))
+    four_bit_only = Int4Linear(layer)
+    both = Int4Linear(layer, rows=Int8Rows())
+    assert both.codes8.dtype == torch.int8 and both.codes8.shape == (128, 64)
+    generator = torch.Generator().manual_seed(5)
+    prompt = torch.randn(1, INT8_MIN_ROWS + 3, 128, generator=generator)
+    prompt[..., 7] *= 200
+    step = torch.randn(1, 1, 128, generator=generator)
+    exact = nn.functional.linear(prompt, layer.weight, layer.bias)
+    y = both(prompt)
+    assert y.shape == exact.shape
+    assert not torch.equal(y, four_bit_only(prompt))  # the prompt took the 8-bit path
+    assert (y - exact).abs().max() < 0.02 * exact.abs().max()
+    assert torch.equal(both(step), four_bit_only(step))  # a one-token step: the 4-bit kernel
+
+
+@needs_int8
+def test_prompt_int8_can_be_turned_off() -> None:
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 32))
+    assert quantize_linears(model, prompt_int8=False) == 2
+    assert not any(name.endswith("codes8") for name, _ in model.named_buffers())
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 32))
+    x = torch.randn(INT8_MIN_ROWS, 64)
+    with torch.no_grad():
+        exact = model(x)
+    quantize_linears(model)
+    assert sum(name.endswith("codes8") for name, _ in model.named_buffers()) == 2
+    first, second = model[0], model[1]
+    assert isinstance(first, Int4Linear) and first._rows is second._rows  # one shared rounding
+    with torch.no_grad():
+        y = model(x)
+    assert (y - exact).abs().max() < 0.02 * exact.abs().max()
 
 
 def _reference_attention(query, key, value, mask):  # type: ignore[no-untyped-def]

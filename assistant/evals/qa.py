@@ -60,6 +60,7 @@ REPORTED_SETTINGS = (
     "min_supported_share",
     "engine",
     "weights",
+    "prompt_int8",
     "embedding_backend",
 )
 

@@ -6,7 +6,8 @@ Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
 - time to first token and decode tokens/s for a short (~140-token) and a long (~1,500-token)
   RAG-style prompt built from the sample corpus, with float32, bfloat16 and 4-bit weights
   (`weights=int4`, the default for the bundled Q4_1 file; see assistant/quantize.py) on the CPU,
-  and whether they give the same greedy answer as float32;
+  4-bit weights with the prompt's pass on the 4-bit kernel instead of 8-bit integers
+  (`prompt_int8=False`), and whether they give the same greedy answer as float32;
 - the manual decode loop of `assistant.generation` against `model.generate` with a
   `TextIteratorStreamer` on a background thread (the usual transformers streaming recipe).
 
@@ -80,6 +81,9 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         variants: dict[str, LanguageModel] = {"float32": model}
         variants["int4"] = LanguageModel.load(config.replace(weights="int4"))  # steps: 1 thread
+        variants["int4-prompt-int4"] = LanguageModel.load(  # the prompt's pass on 4-bit too
+            config.replace(weights="int4", prompt_int8=False)
+        )
         variants["int4-2threads"] = LanguageModel.load(
             config.replace(weights="int4", decode_threads=2)
         )
@@ -247,6 +251,9 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         out[f"{prompt}/int4_over_fp32_tokens_per_s"] = int4["tokens_per_s"] / fp32["tokens_per_s"]
         out[f"{prompt}/int4_over_fp32_ttft"] = int4["ttft_s"] / fp32["ttft_s"]
         out[f"{prompt}/int4_same_text_as_fp32"] = float(int4["text"] == fp32["text"])
+        int4_prompt = runs[f"manual/int4-prompt-int4/{prompt}"]
+        out[f"{prompt}/prompt_int8_over_int4_ttft"] = int4["ttft_s"] / int4_prompt["ttft_s"]
+        out[f"{prompt}/prompt_int8_same_text_as_int4"] = float(int4["text"] == int4_prompt["text"])
         out[f"{prompt}/manual_over_generate_tokens_per_s"] = (
             fp32["tokens_per_s"] / generate["tokens_per_s"]
         )
