@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~<>])/[^\s\"',]+")
+
+
+def portable_path(path: str) -> str:
+    """A path as it can be committed: relative inside the repository, `<site-packages>/...` for
+    installed files, else `<...>/` and its last two parts (this machine's folders mean nothing
+    elsewhere)."""
+    resolved = Path(path)
+    for base, label in (
+        (ROOT, ""),
+        (Path(sysconfig.get_paths()["purelib"]), "<site-packages>/"),
+        (Path.home(), "~/"),
+    ):
+        if resolved.is_relative_to(base):
+            return label + str(resolved.relative_to(base))
+    return "<...>/" + "/".join(resolved.parts[-2:])
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """Write a benchmark's JSON with every absolute path in it made portable."""
+    text = json.dumps(results, indent=2) + "\n"
+    text = _ABSOLUTE_PATH.sub(lambda match: portable_path(match.group(0)), text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def machine_info(packages: Sequence[str] = ("torch", "transformers")) -> dict[str, Any]:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -75,8 +74,7 @@ def main() -> None:
         results["chat"] = chat_peak_memory(config)
     results["load_average_end"] = os.getloadavg()
     print_table(results)
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(results, indent=2) + "\n")
+    common.write_results(arguments.out, results)
     print(f"wrote {arguments.out}")
 
 

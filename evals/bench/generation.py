@@ -114,8 +114,7 @@ def main() -> None:
         results["ratios"].update(
             {k: v for k, v in previous.get("ratios", {}).items() if k.startswith("llamacpp/")}
         )
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(results, indent=2) + "\n")
+    common.write_results(arguments.out, results)
     print(f"\nwrote {arguments.out}")
 
 

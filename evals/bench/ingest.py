@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -129,8 +128,7 @@ def main() -> None:
     results["load_average_end"] = os.getloadavg()
     add_ratios(results)
     print_table(results)
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(results, indent=2) + "\n")
+    common.write_results(arguments.out, results)
     print(f"wrote {arguments.out}")
 
 

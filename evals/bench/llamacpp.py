@@ -33,6 +33,7 @@ from typing import Any
 # generation.py sets OMP_WAIT_POLICY=PASSIVE before torch loads; the worker inherits it, which
 # matters even more there: with spinning OpenMP workers on this busy 2-core machine llama.cpp
 # decoded at 0.3 tokens/s instead of ~65.
+import common
 from common import machine_info
 from generation import ROOT, manual_run, rag_prompt
 from transformers import AutoTokenizer
@@ -131,8 +132,7 @@ def main() -> None:
     kept = {k: v for k, v in results.get("ratios", {}).items() if not k.startswith("llamacpp/")}
     results["ratios"] = {**kept, **ratios(section)}
     print_report(section, results["ratios"])
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(results, indent=2) + "\n")
+    common.write_results(arguments.out, results)
     print(f"\nwrote {arguments.out}")
 
 

@@ -15,7 +15,6 @@ Prints a table and writes JSON (default evals/bench/results/retrieval.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -161,22 +160,18 @@ def main() -> None:
             f"{size} chunks: exact search on one thread is {threads:.1f}x faster than on all "
             f"cores; HNSW is {ratio:.1f}x faster than exact (one thread) at p50"
         )
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "retrieval",
-                "machine": common.machine_info(),
-                "faiss": faiss.__version__,
-                "queries": len(texts),
-                "real_vectors_from": str(arguments.home) if arguments.home else None,
-                "query_embedding": embedding,
-                "load_average": os.getloadavg(),
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    common.write_results(
+        arguments.out,
+        {
+            "benchmark": "retrieval",
+            "machine": common.machine_info(),
+            "faiss": faiss.__version__,
+            "queries": len(texts),
+            "real_vectors_from": str(arguments.home) if arguments.home else None,
+            "query_embedding": embedding,
+            "load_average": os.getloadavg(),
+            "rows": rows,
+        },
     )
     print(f"wrote {arguments.out}")
 
