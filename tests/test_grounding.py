@@ -8,6 +8,7 @@ all-MiniLM-L6-v2 to show that a paraphrase passes and an unrelated fact does not
 import re
 import zlib
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,7 @@ KV_CACHE = (
 TOKENIZER = "A tokenizer splits text into subword units. Byte pair encoding merges frequent pairs."
 PARIS = "Paris is the capital of France. The city has about 2.1 million inhabitants."
 PASSAGES = [passage(1, KV_CACHE), passage(2, TOKENIZER), passage(3, PARIS)]
+GREEK = "Alpha beta gamma. Delta epsilon zeta. Eta theta iota kappa lambda mu nu xi."
 
 
 @pytest.fixture
@@ -290,6 +292,42 @@ def test_abstains_without_passages(checker: SupportChecker) -> None:
         "no_passages",
         ABSTAIN_MESSAGE,
     )
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How large does the KV cache grow?",
+        "Who painted the Mona Lisa?",
+        "What does byte pair encoding merge?",
+        "How many inhabitants does the capital have?",
+        "beta gamma delta epsilon",  # closest to a pair of sentences (0.82; either alone 0.58)
+    ],
+)
+@pytest.mark.parametrize("minimum", [0.1, 0.2, 0.35, 0.5, 0.7, 0.9])
+def test_weak_evidence_is_decided_by_the_best_unit(question: str, minimum: float) -> None:
+    """The staged check gives the decision of the full score, and embeds the pairs of
+    sentences only when the single sentences and whole passages were not close enough."""
+    embedded: list[str] = []
+
+    def counting(texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        embedded.extend(texts)
+        return fake_embed(texts)
+
+    checker = SupportChecker(counting, min_evidence_score=minimum)
+    texts = (KV_CACHE, TOKENIZER, PARIS, GREEK)
+    passages = [passage(number, text) for number, text in enumerate(texts, start=1)]
+    weak = checker.evidence_is_weak(question, passages)
+    staged = set(embedded)
+    singles = {unit for text in texts for unit in [text, *split_sentences(text)]}
+    # (A two-sentence passage's only pair is the passage itself.)
+    pairs = {f"{a} {b}" for text in texts for a, b in pairwise(split_sentences(text))} - singles
+    question_vector = fake_embed([question])[0]
+    singles_score = max(float(fake_embed([unit])[0] @ question_vector) for unit in singles)
+    assert weak == (checker.evidence_score(question, passages) < minimum)
+    assert bool(pairs & staged) == (singles_score < minimum)
+    if question.startswith("beta") and minimum == 0.7:
+        assert not weak and singles_score < minimum  # the pairs decided it
 
 
 def test_weak_evidence(checker: SupportChecker) -> None:
