@@ -130,12 +130,9 @@ class Int4Linear(nn.Module):
         self.group_size = group_size
         self._rows = rows
         if rows is not None:
-            # The prompt's pass: the same weights as 8-bit codes, one scale per output,
-            # laid out [in, out] for torch._int_mm.
-            scale = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / _INT8
-            codes8 = torch.round(weight / scale[:, None]).clamp(-_INT8, _INT8).to(torch.int8)
-            self.register_buffer("codes8", codes8.t().contiguous())
-            self.register_buffer("scale8", scale)
+            codes8, scale8 = _int8_per_output(weight)
+            self.register_buffer("codes8", codes8)
+            self.register_buffer("scale8", scale8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
@@ -166,6 +163,14 @@ class Int4Linear(nn.Module):
             identity, self.packed, self.group_size, self.scales_and_zeros
         )
         return columns.to(torch.float32).t().contiguous()
+
+
+def _int8_per_output(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A [out, in] float32 weight as 8-bit codes laid out [in, out] for `torch._int_mm`, and
+    one scale per output."""
+    scale = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / _INT8
+    codes = torch.round(weight / scale[:, None]).clamp(-_INT8, _INT8).to(torch.int8)
+    return codes.t().contiguous(), scale
 
 
 def quantize_linears(model: Any, group_size: int = GROUP_SIZE, *, prompt_int8: bool = True) -> int:

@@ -9,6 +9,7 @@ file is mostly 4-bit (then `quantize` packs it back to 4 bits on the CPU) is not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.files import write_text_atomically
 from assistant.models import ModelSource
 
 if TYPE_CHECKING:
@@ -64,13 +66,8 @@ def four_bit_gguf(source: ModelSource, models_dir: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     answer = _mostly_four_bit(Path(source.location) / str(source.gguf_file))
-    try:
-        note.parent.mkdir(parents=True, exist_ok=True)
-        temporary = note.with_name(f".{note.name}.{os.getpid()}")
-        temporary.write_text(json.dumps({"four_bit": answer}), encoding="utf-8")
-        os.replace(temporary, note)
-    except OSError:
-        pass  # read-only cache: the header is read again next time
+    with contextlib.suppress(OSError):  # a read-only cache: the header is read again next time
+        write_text_atomically(note, json.dumps({"four_bit": answer}))
     return answer
 
 

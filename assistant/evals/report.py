@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from assistant.files import write_text_atomically
 
 
 @dataclass(frozen=True)
@@ -58,17 +58,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}-")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-
-
 def write_report(report: EvalReport, path: Path) -> None:
-    _atomic_write(path, json.dumps(report.summary(), indent=2) + "\n")
+    write_text_atomically(path, json.dumps(report.summary(), indent=2) + "\n")
 
 
 def write_records(records: Iterable[Mapping[str, Any]], path: Path) -> None:
-    _atomic_write(path, "".join(json.dumps(_finite(dict(r))) + "\n" for r in records))
+    write_text_atomically(path, "".join(json.dumps(_finite(dict(r))) + "\n" for r in records))

@@ -32,7 +32,7 @@ from assistant.generation import LanguageModel
 from assistant.home import Home
 from assistant.ingest import ingest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = common.ROOT
 CORPUS = ROOT / "corpora" / "sample"
 QUESTIONS = [
     "What does the KV cache store?",

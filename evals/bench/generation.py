@@ -42,7 +42,7 @@ from assistant.generation import LanguageModel
 from assistant.models import resolve_language_model
 from assistant.weights import dense_cache_dir
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = common.ROOT
 CORPUS = ROOT / "corpora" / "sample"
 SYSTEM = (
     "You answer questions using only the numbered passages the user gives you. Cite every claim "

@@ -46,7 +46,7 @@ from assistant.home import Home
 from assistant.ingest import IngestSummary, discover, ingest
 from assistant.readers import UnreadableFile, read_documents
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = common.ROOT
 DATA = ROOT.parent / "shared" / "data"
 DOCS = DATA / "python311-doc"
 SCIFACT = DATA / "scifact"

@@ -34,7 +34,6 @@ from typing import Any
 # matters even more there: with spinning OpenMP workers on this busy 2-core machine llama.cpp
 # decoded at 0.3 tokens/s instead of ~65.
 import common
-from common import machine_info
 from generation import ROOT, manual_run, rag_prompt
 from transformers import AutoTokenizer
 
@@ -68,7 +67,7 @@ def main() -> None:
         sys.exit(f"the configured model {config.model!r} is not a GGUF file")
     gguf = Path(source.location) / source.gguf_file
 
-    section: dict[str, Any] = {"machine": machine_info()}
+    section: dict[str, Any] = {"machine": common.machine_info()}
     section["settings"] = {
         "new_tokens": arguments.new_tokens,
         "repeats": arguments.repeats,
