@@ -1,12 +1,14 @@
 """Sentences and content words: the units grounding checks and extractive quoting picks.
 
-`sentence_spans` splits an answer or a passage into sentences (bullets, abbreviations and decimal
-numbers handled), `content_words` gives a text's lower-cased, lightly stemmed words without stop
-words, and `key_terms` its names and numbers, the words a hallucination usually swaps.
+`sentence_spans` splits an answer or a passage into sentences (bullets, abbreviations, decimal
+numbers and prose hard-wrapped at a fixed width handled), `content_words` gives a text's
+lower-cased, lightly stemmed words without stop words, and `key_terms` its names and numbers, the
+words a hallucination usually swaps.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -30,14 +32,19 @@ _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) offsets of the sentences of text, without list bullets or outer spaces.
 
-    Each line is split separately (a list item or heading is its own sentence). A line is cut
+    Each line is split separately (a list item or heading is its own sentence), where a line is
+    what `soft_wraps` leaves of it: prose hard-wrapped at a fixed width (reST, Markdown, plain
+    text) is one line per paragraph, so a sentence is not cut at its line breaks. A line is cut
     after ., ! or ? (and any closing quotes or citation markers) when whitespace and a
     non-lower-case character follow, except after abbreviations ("e.g.", "Dr.") and initials;
     decimals ("3.5") never split because no space follows the point.
     """
+    unwrapped = list(text)
+    for position in soft_wraps(text):
+        unwrapped[position] = " "  # same length: offsets stay those of `text`
     spans: list[tuple[int, int]] = []
     line_start = 0
-    for line in text.split("\n"):
+    for line in "".join(unwrapped).split("\n"):
         bullet = BULLET.match(line)
         position = bullet.end() if bullet else 0
         for match in _SENTENCE_END.finditer(line):
@@ -48,6 +55,35 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         spans.append(_trimmed(line, position, len(line), line_start))
         line_start += len(line) + 1
     return [(start, end) for start, end in spans if end > start]
+
+
+# A line at least this long (stripped) that runs on into a next line was wrapped at a fixed width;
+# a shorter one is a heading, a label or a list entry of its own.
+WRAPPED_LINE_MIN = 40
+_HARD_END = (":", "|")  # "as follows:" introduces a list or code; "|" ends a table row
+
+
+def soft_wraps(text: str) -> list[int]:
+    """Offsets of the line breaks in text that only wrap a paragraph: the line before is long
+    prose (at least `WRAPPED_LINE_MIN` characters, not a heading, not ending in a colon or a
+    table bar) and the line after continues it (not blank, not a list item or table row)."""
+    wraps = []
+    offset = 0
+    lines = text.split("\n")
+    for line, following in itertools.pairwise(lines):
+        offset += len(line)
+        before, after = line.strip(), following.strip()
+        if (
+            len(before) >= WRAPPED_LINE_MIN
+            and after
+            and not before.startswith("#")
+            and not before.endswith(_HARD_END)
+            and not after.startswith("|")
+            and not BULLET.match(following)
+        ):
+            wraps.append(offset)
+        offset += 1
+    return wraps
 
 
 def _follows_abbreviation(line: str, period: int) -> bool:

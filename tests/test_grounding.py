@@ -92,6 +92,41 @@ def checker() -> SupportChecker:
         ("It is cheap. and fast.", ["It is cheap. and fast."]),
         ("Wait... What?", ["Wait...", "What?"]),
         ("", []),
+        # Prose hard-wrapped at a fixed width (reST, Markdown, plain text): one paragraph.
+        (
+            "This is the origin of many Python features, including the\n"
+            "   use of indentation for statement grouping. It came\n"
+            "from ABC.",
+            [
+                "This is the origin of many Python features, including the\n"
+                "   use of indentation for statement grouping.",
+                "It came\nfrom ABC.",
+            ],
+        ),
+        # A wrapped list item continues; a long line ending in a colon, a heading and a table
+        # row do not run on into the next line.
+        (
+            "- Split the passages into sentences that are long enough to wrap\n"
+            "  at the width of a terminal.\n"
+            "- Embed them.\n"
+            "The steps that the ingest command takes are these ones:\n"
+            "read the files\n"
+            "## A heading that is long enough to be taken for prose\n"
+            "Text.\n"
+            "| a column of a table that is wide enough to look wrapped |\n"
+            "| b |",
+            [
+                "Split the passages into sentences that are long enough to wrap\n"
+                "  at the width of a terminal.",
+                "Embed them.",
+                "The steps that the ingest command takes are these ones:",
+                "read the files",
+                "A heading that is long enough to be taken for prose",
+                "Text.",
+                "| a column of a table that is wide enough to look wrapped |",
+                "| b |",
+            ],
+        ),
     ],
 )
 def test_split_sentences(text: str, sentences: list[str]) -> None:
