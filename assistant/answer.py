@@ -4,8 +4,9 @@
 text pieces as the model produces them (plain `str`), then one `Answer` with the checked result.
 The tiny default model cannot be trusted to cite, so the answer that counts is the checked one:
 every sentence is matched against the passages, citations are chosen by the system, and the
-assistant abstains when retrieval is weak (before generating anything) or when nothing the model
-said is supported by the passages.
+assistant abstains when retrieval is weak or a name or number of the question is in none of the
+passages (both before generating anything), or when nothing the model said is supported by the
+passages.
 """
 
 from __future__ import annotations
@@ -178,15 +179,16 @@ class Answerer:
         yield Retrieved(query, passages, result.milliseconds)
         timings: dict[str, float] = {"retrieval_ms": result.milliseconds}
 
+        missing = self.checker.missing_terms(question, passages) if passages else []
+        early = None
         if not passages or self.checker.evidence_is_weak(query, passages):
+            early = _abstention("weak_retrieval")
+        elif missing and self.config.require_question_terms:
+            early = _abstention("missing_terms", _not_mentioned(missing))
+        if early is not None:
             timings["total_s"] = time.perf_counter() - started
             yield Answer(
-                question,
-                query,
-                _abstention("weak_retrieval"),
-                passages,
-                self.language_model.name,
-                timings=timings,
+                question, query, early, passages, self.language_model.name, timings=timings
             )
             return
 
@@ -302,7 +304,14 @@ def _mostly_unsupported(grounded: GroundedAnswer, min_share: float) -> bool:
     return bool(claims) and supported < min_share * len(claims)
 
 
-def _abstention(reason: str) -> GroundedAnswer:
+def _abstention(reason: str, detail: str = "") -> GroundedAnswer:
+    message = f"{ABSTAIN_MESSAGE} {detail}" if detail else ABSTAIN_MESSAGE
     return GroundedAnswer(
-        answer=ABSTAIN_MESSAGE, abstained=True, reason=reason, sentences=(), raw_answer=""
+        answer=message, abstained=True, reason=reason, sentences=(), raw_answer=""
     )
+
+
+def _not_mentioned(words: Sequence[str]) -> str:
+    quoted = [f'"{word}"' for word in words]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f"The passages found never mention {listed}."

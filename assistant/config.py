@@ -74,6 +74,9 @@ class Config:
     support_threshold: float = 0.19  # tuned: python evals/tune_support.py (see grounding.py)
     min_retrieval_score: float = 0.46  # question-passage cosine below which we abstain
     extractive_fallback: bool = True  # quote passage sentences when the model is unsupported
+    # Abstain before generating when a name, acronym or number of the question is in none of the
+    # passages found (the documents are about something else).
+    require_question_terms: bool = True
     # Stop generating once this many sentences are complete and none is supported by the
     # passages (the answer would be replaced by quotes or an abstention anyway); 0: never.
     give_up_after: int = 3

@@ -197,3 +197,23 @@ def key_terms(text: str) -> frozenset[str]:
         if word[0].isdigit() or (word[0].isupper() and word.lower() not in _STOPWORDS):
             terms.update(content_words(word.lower()))
     return frozenset(terms - FILLER)
+
+
+def question_terms(question: str) -> dict[str, str]:
+    """The key terms of a question (see `key_terms`), each with the word it came from, in order.
+
+    A capital at the start of a question says nothing ("Name a model...", "Pollution of water
+    ..."), so the first word counts only as an acronym or a number.
+    """
+    terms: dict[str, str] = {}
+    position = 0
+    for token in strip_markers(question).split():
+        # The word as written, for messages: "NF4", "SmolLM2-1.7B", "LangChain" (of "LangChain's").
+        written = re.sub(r"['’]s$", "", token.strip(".,;:!?\"'“”‘’()[]{}"))
+        for word in _WORD.findall(token):
+            position += 1
+            if position == 1 and not (word[0].isdigit() or (len(word) > 1 and word.isupper())):
+                continue
+            for term in sorted(key_terms(word)):
+                terms.setdefault(term, written)
+    return terms

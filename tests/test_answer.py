@@ -87,8 +87,8 @@ def home(tmp_path: Path, embedder: Embedder) -> Iterator[Home]:
     home.close()
 
 
-def _ask(home: Home, model: ScriptedModel) -> tuple[list[str], Answer]:
-    events = list(Answerer(home, model).ask(QUESTION))
+def _ask(home: Home, model: ScriptedModel, question: str = QUESTION) -> tuple[list[str], Answer]:
+    events = list(Answerer(home, model).ask(question))
     assert isinstance(events[0], Retrieved)
     pieces = [event for event in events if isinstance(event, str)]
     answer = events[-1]
@@ -154,5 +154,34 @@ def test_the_supported_share_can_be_lowered(tmp_path: Path, embedder: Embedder) 
         _, answer = _ask(home, ScriptedModel(text))
         assert answer.grounded.reason is None
         assert "Paris" in answer.text  # shown, flagged as unsupported
+    finally:
+        home.close()
+
+
+def test_a_name_the_documents_never_mention_abstains_before_generating(home: Home) -> None:
+    model = ScriptedModel(SUPPORTED)
+    _, answer = _ask(home, model, "What does the KV cache of Mistral store?")
+    assert model.taken == 0
+    assert answer.abstained and answer.grounded.reason == "missing_terms"
+    assert answer.text == (
+        'I couldn\'t find this in your documents. The passages found never mention "Mistral".'
+    )
+    assert answer.passages  # shown as the closest passages
+
+
+def test_names_the_documents_mention_go_on_to_generation(home: Home) -> None:
+    model = ScriptedModel(SUPPORTED)
+    _, answer = _ask(home, model, "What does the KV cache store, layer by layer?")
+    assert model.taken == len(model.words)
+    assert not answer.abstained
+
+
+def test_the_question_terms_check_can_be_turned_off(tmp_path: Path, embedder: Embedder) -> None:
+    home = _home(tmp_path, embedder, require_question_terms=False)
+    try:
+        model = ScriptedModel(SUPPORTED)
+        _, answer = _ask(home, model, "What does the KV cache of Mistral store?")
+        assert model.taken == len(model.words)
+        assert answer.grounded.reason != "missing_terms"
     finally:
         home.close()

@@ -17,7 +17,13 @@ import pytest
 from assistant.errors import ConfigError
 from assistant.grounding import ABSTAIN_MESSAGE, Claim, RememberingEmbed, SupportChecker
 from assistant.passage import Passage
-from assistant.sentences import content_words, is_claim, key_terms, split_sentences
+from assistant.sentences import (
+    content_words,
+    is_claim,
+    key_terms,
+    question_terms,
+    split_sentences,
+)
 
 DIMENSIONS = 512
 FAKE_STOPWORD_TEXT = "a an and the of is it in to who what how does has"
@@ -457,3 +463,39 @@ def test_checking_the_same_passages_again_embeds_only_new_sentences() -> None:
     )
     assert first.sentences[0].supported and second.sentences[1].supported
     assert calls[1] == 1  # the second check only embedded its new sentence
+
+
+@pytest.mark.parametrize(
+    ("question", "terms"),
+    [
+        (
+            "What did the Chinchilla paper find in 2022?",
+            {"chinchilla": "Chinchilla", "2022": "2022"},
+        ),
+        # A capital at the start says nothing; an acronym or a number there does.
+        ("Pollution of water encourages the growth of what?", {}),
+        ("Name a luxury model of the 1970s.", {"1970": "1970s"}),
+        ("BM25 scores documents how?", {"bm": "BM25", "25": "BM25"}),
+        ("GGUF replaced which format?", {"gguf": "GGUF"}),
+        ("How is the KV cache sized?", {"kv": "KV"}),
+    ],
+)
+def test_question_terms(question: str, terms: dict[str, str]) -> None:
+    assert question_terms(question) == terms
+
+
+def test_missing_terms_are_the_question_names_no_passage_mentions() -> None:
+    kv = [passage(1, KV_CACHE), passage(2, PARIS)]
+    assert SupportChecker.missing_terms("What does the KV cache store?", kv) == []
+    assert SupportChecker.missing_terms("How big is the KV cache of Mistral in 2024?", kv) == [
+        "Mistral",
+        "2024",
+    ]
+    # A word is named as written, once.
+    assert SupportChecker.missing_terms("What does NF4 in QLoRA's paper mean?", kv) == [
+        "NF4",
+        "QLoRA",
+    ]
+    # Headings count as mentions; accents do not matter.
+    headed = [Passage(1, "He ruled from 1373.", "w.md", 1, 2, None, "Bolesław II", 0.5, 1)]
+    assert SupportChecker.missing_terms("When did Boleslaw II rule?", headed) == []

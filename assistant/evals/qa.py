@@ -58,6 +58,7 @@ REPORTED_SETTINGS = (
     "rewrite_follow_ups",
     "give_up_after",
     "min_supported_share",
+    "require_question_terms",
     "engine",
     "weights",
     "prompt_int8",
