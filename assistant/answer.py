@@ -180,11 +180,13 @@ class Answerer:
         timings: dict[str, float] = {"retrieval_ms": result.milliseconds}
 
         missing = self.checker.missing_terms(question, passages) if passages else []
+        # Either way, say which words of the question the passages never mention.
+        detail = _not_mentioned(missing) if missing else ""
         early = None
         if not passages or self.checker.evidence_is_weak(query, passages):
-            early = _abstention("weak_retrieval")
+            early = _abstention("weak_retrieval", detail)
         elif missing and self.config.require_question_terms:
-            early = _abstention("missing_terms", _not_mentioned(missing))
+            early = _abstention("missing_terms", detail)
         if early is not None:
             timings["total_s"] = time.perf_counter() - started
             yield Answer(

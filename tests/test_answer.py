@@ -185,3 +185,11 @@ def test_the_question_terms_check_can_be_turned_off(tmp_path: Path, embedder: Em
         assert answer.grounded.reason != "missing_terms"
     finally:
         home.close()
+
+
+def test_a_weak_retrieval_abstention_names_the_missing_words_too(home: Home) -> None:
+    model = ScriptedModel(SUPPORTED)
+    _, answer = _ask(home, model, "Who wrote the novel Frankenstein?")
+    assert model.taken == 0
+    assert answer.grounded.reason == "weak_retrieval"
+    assert answer.text.endswith('never mention "Frankenstein".')

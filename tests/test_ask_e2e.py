@@ -54,7 +54,10 @@ def test_answerable_question_is_cited_to_passages_holding_the_facts(
 def test_unanswerable_question_abstains(environment: dict[str, str]) -> None:
     answer = ask(environment, "Who wrote the novel Frankenstein?")
     assert answer["abstained"] is True
-    assert answer["answer"] == "I couldn't find this in your documents."
+    assert answer["abstain_reason"] == "weak_retrieval"
+    assert answer["answer"] == (
+        'I couldn\'t find this in your documents. The passages found never mention "Frankenstein".'
+    )
     assert answer["citations"] == []
 
 
