@@ -374,9 +374,15 @@ def _preview(text: str, limit: int = 400) -> str:
 
 
 def _empty_home_hint(config: Config) -> None:
+    sample = _sample_corpus()
+    example = (
+        f"the bundled sample corpus:\n  assistant ingest {display_path(str(sample))}"
+        if sample is not None
+        else "\n  assistant ingest ~/Documents/notes"
+    )
     errors.print(
         f"[yellow]Nothing is ingested in {config.home} yet.[/] Ingest a folder first, for example "
-        "the bundled sample corpus:\n  assistant ingest corpora/sample"
+        + example
     )
 
 

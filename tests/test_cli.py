@@ -91,3 +91,14 @@ def test_corrupt_index_points_to_reindex(run, docs: Path, tmp_path: Path) -> Non
     assert result.exit_code == 1 and "assistant reindex" in result.output
     assert run("reindex").exit_code == 0
     assert run("search", "cache").exit_code == 0
+
+
+def test_the_empty_home_hint_names_a_folder_that_exists_from_here(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the repository: "corpora/sample" would not exist here
+    result = run("ask", "What does the KV cache store?")
+    assert result.exit_code == 1 and "Nothing is ingested" in result.output
+    command = next(line for line in result.output.splitlines() if "assistant ingest" in line)
+    folder = command.split("assistant ingest", 1)[1].strip()
+    assert (tmp_path / folder).is_dir()
