@@ -7,7 +7,9 @@ the passages that best match the question instead of abstaining: a quote is grou
 construction, and its citation points at exactly the passage it came from.
 
 A sentence's score mixes its embedding similarity to the question with the share of the
-question's content words it contains (the same two signals the checker uses).
+question's content words it contains (the same two signals the checker uses). A chosen sentence
+that opens by pointing back ("It does a great deal of arithmetic per byte...") is quoted together
+with the sentence before it, which says what "it" is.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from assistant.sentences import content_words, is_claim, split_sentences
 LEXICAL_WEIGHT = 0.3
 MAX_SENTENCES = 2
 SECOND_SENTENCE_MARGIN = 0.08  # a second sentence must score within this of the best
+# A quoted sentence opening with one of these is quoted with the sentence before it.
+_REFERENCES_TEXT = "it its this these they their them that those such he she his her"
+_REFERENCES = frozenset(_REFERENCES_TEXT.split())
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,15 @@ def best_quotes(
 ) -> list[Quote]:
     """Up to `limit` sentences of `passages` that best answer `question`, best first."""
     candidates: list[tuple[int, str]] = []
+    context: dict[tuple[int, str], str] = {}  # the sentence before one that points back
     for number, passage in enumerate(passages, start=1):
-        for sentence in split_sentences(passage.text):
-            sentence = " ".join(sentence.split())
+        sentences = [" ".join(sentence.split()) for sentence in split_sentences(passage.text)]
+        for position, sentence in enumerate(sentences):
             if len(sentence) >= 20 and is_claim(sentence):
                 candidates.append((number, sentence))
+                previous = sentences[position - 1] if position else ""
+                if _opens_with_reference(sentence) and is_claim(previous):
+                    context[(number, sentence)] = previous
     if not candidates:
         return []
     vectors = np.asarray(embed([question, *(sentence for _, sentence in candidates)]))
@@ -61,4 +70,19 @@ def best_quotes(
             break
         if quote.text not in (c.text for c in chosen):
             chosen.append(quote)
-    return chosen
+    # A chosen sentence that points back is quoted with the sentence it points to (unless that
+    # one is quoted already).
+    quoted = {c.text for c in chosen}
+    return [
+        Quote(f"{before} {c.text}", c.passage, c.score)
+        if (before := context.get((c.passage, c.text))) and before not in quoted
+        else c
+        for c in chosen
+    ]
+
+
+def _opens_with_reference(sentence: str) -> bool:
+    """Whether the sentence starts by pointing back ("It does...", "Its file format..."): quoted
+    alone it would not say what it is about."""
+    first = sentence.split(maxsplit=1)[0].strip("\"'“‘(").lower() if sentence.strip() else ""
+    return first in _REFERENCES
