@@ -21,14 +21,19 @@ import numpy as np
 
 from assistant.grounding import Embed
 from assistant.passage import Passage
-from assistant.sentences import content_words, is_claim, split_sentences
+from assistant.sentences import (
+    DEMONSTRATIVES,
+    REFERRING,
+    content_words,
+    is_claim,
+    split_sentences,
+)
 
 LEXICAL_WEIGHT = 0.3
 MAX_SENTENCES = 2
 SECOND_SENTENCE_MARGIN = 0.08  # a second sentence must score within this of the best
 # A quoted sentence opening with one of these is quoted with the sentence before it.
-_REFERENCES_TEXT = "it its this these they their them that those such he she his her"
-_REFERENCES = frozenset(_REFERENCES_TEXT.split())
+_REFERENCES = REFERRING | DEMONSTRATIVES | {"such"}
 
 
 @dataclass(frozen=True)

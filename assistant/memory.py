@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from assistant.chunking import split_sentences_with_offsets
 from assistant.errors import AssistantError
+from assistant.sentences import DEMONSTRATIVES, REFERRING
 
 SUMMARY_MAX_WORDS = 150
 SUMMARY_MIN_WORDS = 4
@@ -54,8 +55,6 @@ _SUMMARY_WORDS = _word_set(
     earlier previously later noted note described wanted inquired replied stated told talked
     provided gave clarified first next"""
 )
-_REFERRING = _word_set("it its they them their theirs he him his she her hers")
-_DEMONSTRATIVES = _word_set("this that these those")
 _EXPLETIVE_NEXT = _word_set("take takes took possible true necessary")
 _CONTINUATIONS = ("what about", "how about", "and ", "also ", "what else", "but ", "then ")
 _REFUSALS = ("don't know", "do not know", "not in the passages", "cannot find", "no information")
@@ -243,10 +242,10 @@ def _refers_back(lowered: list[str], index: int) -> bool:
     word = lowered[index]
     following = lowered[index + 1] if index + 1 < len(lowered) else ""
     before = lowered[:index]
-    if word in _REFERRING:
+    if word in REFERRING:
         if following == "own" or (word == "it" and following in _EXPLETIVE_NEXT):
             return False
-    elif word in _DEMONSTRATIVES:
+    elif word in DEMONSTRATIVES:
         # "was that format" points back; "blocks that need" is a relative clause.
         if before and before[-1] not in _FUNCTION_WORDS:
             return False

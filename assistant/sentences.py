@@ -183,6 +183,11 @@ def lexical_support(claim_words: Sequence[str], evidence_words: frozenset[str]) 
 
 
 FILLER = frozenset(_stem(word) for word in _FILLER_WORDS.split())
+# Words that point back to something named earlier: "It does...", "was that format".
+REFERRING = frozenset(
+    ["it", "its", "they", "them", "their", "theirs", "he", "him", "his", "she", "her", "hers"]
+)
+DEMONSTRATIVES = frozenset(["this", "that", "these", "those"])
 
 
 def key_terms(text: str) -> frozenset[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,21 +71,25 @@ class ScriptedModel:
         return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
 
 
-def _home(tmp_path: Path, embedder: Embedder, **settings: object) -> Home:
+@contextmanager
+def _home(tmp_path: Path, embedder: Embedder, **settings: object) -> Iterator[Home]:
+    """A home with DOCUMENT ingested, under these settings; closed afterwards."""
     folder = tmp_path / "docs"
     folder.mkdir(exist_ok=True)
     (folder / "kv-cache.md").write_text(DOCUMENT)
     home = Home(Config.load(environ={}, home=tmp_path / "home", **settings), embedder)
-    for _ in ingest(home, [folder]):
-        pass
-    return home
+    try:
+        for _ in ingest(home, [folder]):
+            pass
+        yield home
+    finally:
+        home.close()
 
 
 @pytest.fixture
 def home(tmp_path: Path, embedder: Embedder) -> Iterator[Home]:
-    home = _home(tmp_path, embedder)
-    yield home
-    home.close()
+    with _home(tmp_path, embedder) as home:
+        yield home
 
 
 def _ask(home: Home, model: ScriptedModel, question: str = QUESTION) -> tuple[list[str], Answer]:
@@ -119,14 +124,11 @@ def test_a_supported_sentence_lets_the_model_finish(home: Home) -> None:
 
 
 def test_giving_up_can_be_turned_off(tmp_path: Path, embedder: Embedder) -> None:
-    home = _home(tmp_path, embedder, give_up_after=0)
-    try:
+    with _home(tmp_path, embedder, give_up_after=0) as home:
         model = ScriptedModel(DRIFT)
         _, answer = _ask(home, model)
         assert model.taken == len(model.words)
         assert "gave_up" not in answer.timings
-    finally:
-        home.close()
 
 
 def test_a_mostly_supported_answer_is_kept_with_its_unsupported_sentence_flagged(
@@ -148,14 +150,11 @@ def test_a_mostly_unsupported_answer_gives_way_to_quotes(home: Home) -> None:
 
 
 def test_the_supported_share_can_be_lowered(tmp_path: Path, embedder: Embedder) -> None:
-    home = _home(tmp_path, embedder, min_supported_share=0.0)
-    try:
+    with _home(tmp_path, embedder, min_supported_share=0.0) as home:
         text = f"{SUPPORTED} Paris is the capital of France. Bananas are a yellow fruit."
         _, answer = _ask(home, ScriptedModel(text))
         assert answer.grounded.reason is None
         assert "Paris" in answer.text  # shown, flagged as unsupported
-    finally:
-        home.close()
 
 
 def test_a_name_the_documents_never_mention_abstains_before_generating(home: Home) -> None:
@@ -177,14 +176,11 @@ def test_names_the_documents_mention_go_on_to_generation(home: Home) -> None:
 
 
 def test_the_question_terms_check_can_be_turned_off(tmp_path: Path, embedder: Embedder) -> None:
-    home = _home(tmp_path, embedder, require_question_terms=False)
-    try:
+    with _home(tmp_path, embedder, require_question_terms=False) as home:
         model = ScriptedModel(SUPPORTED)
         _, answer = _ask(home, model, "What does the KV cache of Mistral store?")
         assert model.taken == len(model.words)
         assert answer.grounded.reason != "missing_terms"
-    finally:
-        home.close()
 
 
 def test_a_weak_retrieval_abstention_names_the_missing_words_too(home: Home) -> None:
