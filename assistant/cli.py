@@ -497,6 +497,7 @@ def info_command(
         "engine": config.engine,
         "weights": config.weights,
         "prompt_int8": config.prompt_int8,
+        "native_attention": config.native_attention,
         "device": choose_device(config.device),
         "retrieval_mode": config.retrieval_mode,
         "lexical_search": store.has_lexical,

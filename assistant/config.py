@@ -42,6 +42,9 @@ class Config:
     # With int4 weights, multiply the prompt's rows in 8-bit integers (1.6-1.8x faster time to first
     # token for long prompts; quantize.py); false: the prompt's pass uses the 4-bit kernel too.
     prompt_int8: bool = True
+    # With int4 weights, the prompt's attention in a C kernel built on first use (bfloat16
+    # products; needs a C compiler and AVX512-BF16, else torch's; attention.py).
+    native_attention: bool = True
     decode_threads: int = 0  # CPU threads for one-token steps; 0: 1 with int4 weights, else all
     debug: bool = False
 

@@ -7,8 +7,9 @@ thread, so Ctrl-C lands in the loop itself and closing the generator stops decod
 
 Weights come from `weights` (a folder, a hub id, or a GGUF file through its cached dense copy).
 On the CPU a 4-bit GGUF model runs with 4-bit weights again (`quantize`, config `weights`; the
-prompt's pass multiplies in 8-bit integers, config `prompt_int8`), and one-token steps attend
-with two small matrix products instead of the flash kernel (`attention`).
+prompt's pass multiplies in 8-bit integers, config `prompt_int8`, and attends in a C kernel,
+config `native_attention`), and one-token steps attend with two small matrix products instead of
+the flash kernel (`attention`).
 """
 
 from __future__ import annotations
@@ -189,6 +190,8 @@ class LanguageModel(TemplatedModel):
         self.name = config.model
         self.device = str(device)
         self.weights = weights  # "int4" (quantize.py) or "dense"
+        # "kernel" when the prompt's pass attends in the C kernel (attention.py), else "torch"
+        self.prompt_attention = "torch"
         self._step_threads = _step_threads(config, device, weights)
         self.context_length = _context_length(model.config, config.context_cap)
         self.last_stats: GenerationStats | None = None
@@ -224,16 +227,21 @@ class LanguageModel(TemplatedModel):
             )
         model.to(device)
         model.eval()
-        from assistant.attention import use_decode_attention
+        from assistant.attention import PromptAttention, use_cpu_attention
         from assistant.quantize import quantize_linears
 
-        weights = "dense"
+        weights, prompt_kernel = "dense", None
         if _int4_weights(config, source, device):
             quantize_linears(model, prompt_int8=config.prompt_int8)
             weights = "int4"
+            if config.native_attention:
+                prompt_kernel = PromptAttention.load(config.models_dir / "kernels")
         if device.type == "cpu":
-            use_decode_attention(model)
-        return cls(config, model, tokenizer, device, weights)
+            use_cpu_attention(model, prompt_kernel)
+        loaded = cls(config, model, tokenizer, device, weights)
+        if prompt_kernel is not None and device.type == "cpu":
+            loaded.prompt_attention = "kernel"
+        return loaded
 
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None

@@ -217,6 +217,43 @@ def test_the_prompt_pass_in_8_bits_stays_close_to_the_4_bit_kernel(
 
 
 @pytest.mark.e2e
+def test_the_prompt_kernel_stays_close_to_torch_attention(
+    model: LanguageModel, config: Config
+) -> None:
+    """With 4-bit weights the prompt's pass attends in the C kernel (attention.py) when it can be
+    built; the next token's distribution stays that of torch's attention."""
+    import torch
+
+    from assistant import native
+
+    if model.prompt_attention != "kernel":
+        assert native.compiler() is None or not _has_bfloat16_dot_products()
+        pytest.skip("the attention kernel needs a C compiler and a CPU with AVX512-BF16")
+    plain = LanguageModel.load(config.replace(native_attention=False))
+    assert plain.prompt_attention == "torch"
+    dense = LanguageModel.load(config.replace(weights="dense"))
+    assert dense.prompt_attention == "torch"  # float32 weights keep float32 attention
+    ids, _ = model._fitting_prompt(RAG_QUESTION, 24)
+
+    def next_token_log_probs(language_model: LanguageModel) -> Any:
+        with torch.inference_mode():
+            output = language_model._model(input_ids=torch.tensor([ids]), logits_to_keep=1)
+        return output.logits[0, -1].float().log_softmax(-1)
+
+    kernel, torch_attention = next_token_log_probs(model), next_token_log_probs(plain)
+    assert int(kernel.argmax()) == int(torch_attention.argmax())
+    divergence = float((torch_attention.exp() * (torch_attention - kernel)).sum())
+    assert 0 < divergence < 0.02
+
+
+def _has_bfloat16_dot_products() -> bool:
+    try:
+        return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.e2e
 def test_closing_the_stream_cancels(model: LanguageModel) -> None:
     stream = model.stream(LONG_ANSWER, max_new_tokens=50)
     first = next(stream)

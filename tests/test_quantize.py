@@ -1,4 +1,4 @@
-"""Tests for assistant.quantize (4-bit weights) and assistant.attention (decode attention)."""
+"""Tests for assistant.quantize (4-bit weights)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from assistant.attention import decode_attention
 from assistant.models import BUNDLED_LANGUAGE_MODEL, ModelSource, resolve_language_model
 from assistant.quantize import (
     GROUP_SIZE,
@@ -148,45 +147,6 @@ def test_prompt_int8_can_be_turned_off() -> None:
     with torch.no_grad():
         y = model(x)
     assert (y - exact).abs().max() < 0.02 * exact.abs().max()
-
-
-def _reference_attention(query, key, value, mask):  # type: ignore[no-untyped-def]
-    repeat = query.shape[1] // key.shape[1]
-    key = key.repeat_interleave(repeat, dim=1)
-    value = value.repeat_interleave(repeat, dim=1)
-    out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask)
-    return out.transpose(1, 2)
-
-
-@pytest.mark.parametrize("mask_kind", ["none", "bool", "float"])
-def test_decode_attention_matches_sdpa_with_grouped_heads(mask_kind: str) -> None:
-    generator = torch.Generator().manual_seed(3)
-    query = torch.randn(1, 6, 1, 16, generator=generator)
-    key = torch.randn(1, 2, 37, 16, generator=generator)
-    value = torch.randn(1, 2, 37, 16, generator=generator)
-    mask = None
-    if mask_kind == "bool":
-        mask = torch.ones(1, 1, 1, 37, dtype=torch.bool)
-        mask[..., :5] = False
-    elif mask_kind == "float":
-        mask = torch.zeros(1, 1, 1, 37)
-        mask[..., 30:] = -1e4
-    module = SimpleNamespace(num_key_value_groups=3, is_causal=True)
-    out, weights = decode_attention(module, query, key, value, mask)  # type: ignore[arg-type]
-    assert weights is None
-    assert out.shape == (1, 1, 6, 16)
-    assert torch.allclose(out, _reference_attention(query, key, value, mask), atol=1e-5)
-
-
-def test_prompt_attention_goes_to_sdpa() -> None:
-    generator = torch.Generator().manual_seed(4)
-    query = torch.randn(1, 4, 9, 8, generator=generator)
-    key = torch.randn(1, 4, 9, 8, generator=generator)
-    value = torch.randn(1, 4, 9, 8, generator=generator)
-    module = SimpleNamespace(num_key_value_groups=1, is_causal=True)
-    out, _ = decode_attention(module, query, key, value, None)  # type: ignore[arg-type]
-    expected = nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True)
-    assert torch.allclose(out, expected.transpose(1, 2), atol=1e-5)
 
 
 def test_four_bit_gguf_is_read_once_and_noted(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ REPORTED_SETTINGS = (
     "engine",
     "weights",
     "prompt_int8",
+    "native_attention",
     "embedding_backend",
 )
 

@@ -7,7 +7,9 @@ Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
   RAG-style prompt built from the sample corpus, with float32, bfloat16 and 4-bit weights
   (`weights=int4`, the default for the bundled Q4_1 file; see assistant/quantize.py) on the CPU,
   4-bit weights with the prompt's pass on the 4-bit kernel instead of 8-bit integers
-  (`prompt_int8=False`), and whether they give the same greedy answer as float32;
+  (`prompt_int8=False`), 4-bit weights with the prompt's attention in torch instead of the C
+  kernel (`native_attention=False`), and whether they give the same greedy answer as float32;
+- the long prompt's pass alone, the attention kernel and torch's attention taking turns;
 - the manual decode loop of `assistant.generation` against `model.generate` with a
   `TextIteratorStreamer` on a background thread (the usual transformers streaming recipe).
 
@@ -35,8 +37,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import common
 import torch
+from torch.nn import functional
 from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
+from assistant.attention import PromptAttention
 from assistant.config import Config
 from assistant.generation import LanguageModel
 from assistant.models import resolve_language_model
@@ -84,6 +88,10 @@ def main() -> None:
         variants["int4-prompt-int4"] = LanguageModel.load(  # the prompt's pass on 4-bit too
             config.replace(weights="int4", prompt_int8=False)
         )
+        variants["int4-torch-attention"] = LanguageModel.load(  # the prompt without the C kernel
+            config.replace(weights="int4", native_attention=False)
+        )
+        results["prompt_attention"] = variants["int4"].prompt_attention
         variants["int4-2threads"] = LanguageModel.load(
             config.replace(weights="int4", decode_threads=2)
         )
@@ -104,6 +112,9 @@ def main() -> None:
                 lambda h=hf_model, m=messages: generate_run(h, tokenizer, m, config, arguments),
             )
         results["runs"] = runs
+        results["prompt_pass"] = prompt_pass_ab(
+            variants["int4"], variants["int4-torch-attention"], prompts["long"], arguments.repeats
+        )
         results["ratios"] = ratios(results)
     results["machine"]["load_average_end"] = os.getloadavg()
 
@@ -226,6 +237,58 @@ def generate_run(
     }
 
 
+def prompt_pass_ab(
+    kernel: LanguageModel, plain: LanguageModel, messages: list[dict[str, str]], repeats: int
+) -> dict[str, Any]:
+    """The long prompt's forward pass alone (what the first token waits for), the attention
+    kernel and torch's attention taking turns, 2 * `repeats` times each: medians in seconds."""
+    ids, _ = kernel._fitting_prompt(messages, 1)
+    tokens = torch.tensor([ids])
+    seconds: dict[str, list[float]] = {"kernel": [], "torch": []}
+    for round_number in range(2 * max(1, repeats)):
+        order = ("kernel", "torch") if round_number % 2 == 0 else ("torch", "kernel")
+        for name in order:
+            model = kernel if name == "kernel" else plain
+            with torch.inference_mode():
+                started = time.perf_counter()
+                model._model(input_ids=tokens, logits_to_keep=1)
+                seconds[name].append(time.perf_counter() - started)
+    return {
+        "tokens": len(ids),
+        "kernel_used": kernel.prompt_attention == "kernel",
+        "attention_alone": attention_ab(kernel, len(ids), repeats),
+        "seconds": seconds,
+        "median_s": {name: sorted(times)[len(times) // 2] for name, times in seconds.items()},
+    }
+
+
+def attention_ab(model: LanguageModel, length: int, repeats: int) -> dict[str, Any]:
+    """One layer's attention over `length` positions with the model's head shapes (random
+    tensors): the C kernel against torch's SDPA (its CPU flash kernel), taking turns; medians of
+    10 * `repeats` calls each in milliseconds. Empty when the kernel is unavailable."""
+    kernel = PromptAttention.load(model._config.models_dir / "kernels")
+    if kernel is None:
+        return {}
+    settings = model._model.config
+    heads, kv_heads = settings.num_attention_heads, settings.num_key_value_heads
+    dim = settings.hidden_size // heads
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(1, length, heads, dim, generator=generator).transpose(1, 2)
+    key, value = (torch.randn(1, kv_heads, length, dim, generator=generator) for _ in range(2))
+
+    def flash() -> None:
+        functional.scaled_dot_product_attention(query, key, value, is_causal=True, enable_gqa=True)
+
+    calls = {"kernel": lambda: kernel(query, key, value, dim**-0.5), "torch": flash}
+    milliseconds: dict[str, list[float]] = {"kernel": [], "torch": []}
+    for _ in range(10 * max(1, repeats)):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            milliseconds[name].append(1000 * (time.perf_counter() - started))
+    return {name: sorted(times)[len(times) // 2] for name, times in milliseconds.items()}
+
+
 def best_of(repeats: int, run: Any) -> dict[str, Any]:
     """Run `repeats` times; report the run with the best decode speed, keep them all."""
     all_runs = [run() for _ in range(max(1, repeats))]
@@ -253,11 +316,19 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         int4_prompt = runs[f"manual/int4-prompt-int4/{prompt}"]
         out[f"{prompt}/prompt_int8_over_int4_ttft"] = int4["ttft_s"] / int4_prompt["ttft_s"]
         out[f"{prompt}/prompt_int8_same_text_as_int4"] = float(int4["text"] == int4_prompt["text"])
+        plain = runs[f"manual/int4-torch-attention/{prompt}"]
+        out[f"{prompt}/kernel_attention_over_torch_ttft"] = int4["ttft_s"] / plain["ttft_s"]
+        out[f"{prompt}/kernel_attention_same_text_as_torch"] = float(int4["text"] == plain["text"])
         out[f"{prompt}/manual_over_generate_tokens_per_s"] = (
             fp32["tokens_per_s"] / generate["tokens_per_s"]
         )
         out[f"{prompt}/manual_over_generate_ttft"] = fp32["ttft_s"] / generate["ttft_s"]
         out[f"{prompt}/manual_same_text_as_generate"] = float(fp32["text"] == generate["text"])
+    medians = results["prompt_pass"]["median_s"]
+    out["long/prompt_pass_kernel_over_torch_attention"] = medians["kernel"] / medians["torch"]
+    alone = results["prompt_pass"]["attention_alone"]
+    if alone:
+        out["long/attention_alone_kernel_over_torch"] = alone["kernel"] / alone["torch"]
     return out
 
 
@@ -272,9 +343,21 @@ def print_report(results: dict[str, Any]) -> None:
     for name, seconds in results["load"].items():
         print(f"load {name:<16} {seconds:8.2f} s")
     print(f"prompt tokens: {results['prompt_tokens']}")
+    print(f"prompt attention with 4-bit weights: {results['prompt_attention']}")
     print(f"\n{'variant':<28} {'ttft s':>8} {'tok/s':>8} {'new':>5}")
     for name, run in results["runs"].items():
         print(f"{name:<28} {run['ttft_s']:8.3f} {run['tokens_per_s']:8.2f} {run['new_tokens']:5d}")
+    prompt_pass = results["prompt_pass"]
+    print(
+        f"\n{prompt_pass['tokens']}-token prompt pass, medians of alternating runs: "
+        + ", ".join(f"{k} {v:.3f} s" for k, v in prompt_pass["median_s"].items())
+    )
+    alone = prompt_pass["attention_alone"]
+    if alone:
+        print(
+            f"one layer's attention alone, medians: kernel {alone['kernel']:.1f} ms, "
+            f"torch {alone['torch']:.1f} ms"
+        )
     print()
     for name, value in results["ratios"].items():
         print(f"{name:<44} {value:6.2f}")
