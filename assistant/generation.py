@@ -1,9 +1,10 @@
 """The local language model: load it once, then stream an answer to chat messages piece by piece.
 
 Decoding is a plain loop in the caller's thread: one forward pass over the prompt fills a key/value
-cache, then one token per step, with the repetition penalty and sampling warpers applied exactly as
-`model.generate` applies them (greedy output is token-for-token the same). There is no background
-thread, so Ctrl-C lands in the loop itself and closing the generator stops decoding at once.
+cache (one that grows in place, `kv_cache`), then one token per step, with the repetition penalty
+and sampling warpers applied exactly as `model.generate` applies them (greedy output is
+token-for-token the same). There is no background thread, so Ctrl-C lands in the loop itself and
+closing the generator stops decoding at once.
 
 Weights come from `weights` (a folder, a hub id, or a GGUF file through its cached dense copy).
 On the CPU a 4-bit GGUF model runs with 4-bit weights again (`quantize`, config `weights`; the
@@ -262,7 +263,8 @@ class LanguageModel(TemplatedModel):
         self, prompt_ids: list[int], limit: int, started: float
     ) -> Generator[str, None, None]:
         import torch
-        from transformers import DynamicCache
+
+        from assistant.kv_cache import growing_cache
 
         # inference_mode is entered per step, never across a yield, so it does not leak into
         # the consumer's code between pieces.
@@ -270,7 +272,7 @@ class LanguageModel(TemplatedModel):
         generator: torch.Generator | None = None
         if self._sampling:
             generator = torch.Generator(device=self._device).manual_seed(self._config.seed)
-        cache: Any = DynamicCache(config=self._model.config)
+        cache: Any = growing_cache(self._model.config)
         with inference:
             sequence = torch.tensor([prompt_ids], dtype=torch.long, device=self._device)
         step_input = sequence

@@ -10,6 +10,8 @@ Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
   (`prompt_int8=False`), 4-bit weights with the prompt's attention in torch instead of the C
   kernel (`native_attention=False`), and whether they give the same greedy answer as float32;
 - the long prompt's pass alone, the attention kernel and torch's attention taking turns;
+- decode steps after the long prompt with transformers' `DynamicCache` against the project's
+  cache that grows in place (`assistant/kv_cache.py`), taking turns;
 - the manual decode loop of `assistant.generation` against `model.generate` with a
   `TextIteratorStreamer` on a background thread (the usual transformers streaming recipe).
 
@@ -38,11 +40,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import common
 import torch
 from torch.nn import functional
-from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, TextIteratorStreamer
 
 from assistant.attention import PromptAttention
 from assistant.config import Config
 from assistant.generation import LanguageModel
+from assistant.kv_cache import growing_cache
 from assistant.models import resolve_language_model
 from assistant.weights import dense_cache_dir
 
@@ -114,6 +117,9 @@ def main() -> None:
         results["runs"] = runs
         results["prompt_pass"] = prompt_pass_ab(
             variants["int4"], variants["int4-torch-attention"], prompts["long"], arguments.repeats
+        )
+        results["cache"] = cache_ab(
+            variants["int4"], prompts["long"], arguments.new_tokens, arguments.repeats
         )
         results["ratios"] = ratios(results)
     results["machine"]["load_average_end"] = os.getloadavg()
@@ -289,6 +295,45 @@ def attention_ab(model: LanguageModel, length: int, repeats: int) -> dict[str, A
     return {name: sorted(times)[len(times) // 2] for name, times in milliseconds.items()}
 
 
+def cache_ab(
+    model: LanguageModel, messages: list[dict[str, str]], steps: int, repeats: int
+) -> dict[str, Any]:
+    """Decode steps after the long prompt with transformers' `DynamicCache` (concatenates at
+    every step) against `kv_cache.growing_cache` (writes in place), taking turns, 2 * `repeats`
+    times each, greedy, on the decode loop's thread count: median tokens/s and whether the
+    tokens are the same."""
+    ids, _ = model._fitting_prompt(messages, steps)
+    caches = {"dynamic": lambda: DynamicCache(config=model._model.config)}
+    caches["growing"] = lambda: growing_cache(model._model.config)
+    speeds: dict[str, list[float]] = {name: [] for name in caches}
+    tokens: dict[str, list[int]] = {}
+    threads = torch.get_num_threads()
+    for round_number in range(2 * max(1, repeats)):
+        order = list(caches) if round_number % 2 == 0 else list(reversed(caches))
+        for name in order:
+            cache, step_input, produced = caches[name](), torch.tensor([ids]), []
+            with torch.inference_mode():
+                for step in range(steps + 1):
+                    if step == 1:
+                        torch.set_num_threads(model._step_threads)
+                        started = time.perf_counter()
+                    logits = model._model(
+                        input_ids=step_input, past_key_values=cache, logits_to_keep=1
+                    ).logits
+                    step_input = logits[:, -1].argmax(-1, keepdim=True)
+                    produced.append(int(step_input))
+            speeds[name].append(steps / (time.perf_counter() - started))
+            torch.set_num_threads(threads)
+            tokens[name] = produced
+    return {
+        "prompt_tokens": len(ids),
+        "steps": steps,
+        "tokens_per_s": speeds,
+        "median_tokens_per_s": {k: sorted(v)[len(v) // 2] for k, v in speeds.items()},
+        "same_tokens": tokens["dynamic"] == tokens["growing"],
+    }
+
+
 def best_of(repeats: int, run: Any) -> dict[str, Any]:
     """Run `repeats` times; report the run with the best decode speed, keep them all."""
     all_runs = [run() for _ in range(max(1, repeats))]
@@ -326,6 +371,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         out[f"{prompt}/manual_same_text_as_generate"] = float(fp32["text"] == generate["text"])
     medians = results["prompt_pass"]["median_s"]
     out["long/prompt_pass_kernel_over_torch_attention"] = medians["kernel"] / medians["torch"]
+    cache = results["cache"]["median_tokens_per_s"]
+    out["long/growing_cache_over_dynamic_cache_tokens_per_s"] = cache["growing"] / cache["dynamic"]
     alone = results["prompt_pass"]["attention_alone"]
     if alone:
         out["long/attention_alone_kernel_over_torch"] = alone["kernel"] / alone["torch"]
@@ -358,6 +405,12 @@ def print_report(results: dict[str, Any]) -> None:
             f"one layer's attention alone, medians: kernel {alone['kernel']:.1f} ms, "
             f"torch {alone['torch']:.1f} ms"
         )
+    cache = results["cache"]
+    print(
+        "decode after the long prompt, medians: "
+        + ", ".join(f"{k} cache {v:.1f} tok/s" for k, v in cache["median_tokens_per_s"].items())
+        + f" (same tokens: {cache['same_tokens']})"
+    )
     print()
     for name, value in results["ratios"].items():
         print(f"{name:<44} {value:6.2f}")
