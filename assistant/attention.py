@@ -11,8 +11,8 @@ first use by `native`) that multiplies in bfloat16 with float32 sums on CPUs wit
 skips the blocks above the diagonal: on a 1,500-token prompt it attends ~2.7x faster than torch's
 flash kernel, and the whole pass takes ~0.7x the time (evals/bench/generation.py). Its products
 round their inputs to bfloat16 as torch's own bfloat16 attention does, so it is used with 4-bit
-weights (whose products already round so), never for float32 weights.
-Anything else (masks with padding, position biases, dropout) goes to transformers' SDPA attention.
+weights (whose products already round so), never for float32 weights. Anything else (masks
+with padding, position biases, dropout) goes to transformers' SDPA attention.
 """
 
 from __future__ import annotations
@@ -50,22 +50,22 @@ class PromptAttention:
     def __call__(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float
     ) -> torch.Tensor | None:
-        """(1, heads, length, dim) float32 query, (1, kv_heads, keys, dim) key and value in;
-        (1, length, heads, dim) out, query i attending to keys up to keys - length + i.
+        """(1, heads, length, dim) float32 query, (1, kv_heads, positions, dim) key and value in;
+        (1, length, heads, dim) out, query i attending to keys 0..positions - length + i.
         None when the kernel does not take these shapes (dim not 32..128 by 32)."""
         _, heads, length, dim = query.shape
-        kv_heads, keys = key.shape[1], key.shape[2]
+        kv_heads, positions = key.shape[1], key.shape[2]
         # The kernel wants position-major queries: a view of the projection's output already is.
         queries = query[0].transpose(0, 1).contiguous()
-        keys_, values = key[0].contiguous(), value[0].contiguous()
+        keys, values = key[0].contiguous(), value[0].contiguous()
         out = torch.empty(length, heads, dim, dtype=torch.float32)
         status = self._attend(
             queries.data_ptr(),
-            keys_.data_ptr(),
+            keys.data_ptr(),
             values.data_ptr(),
             out.data_ptr(),
             length,
-            keys,
+            positions,
             heads,
             kv_heads,
             dim,
