@@ -5,17 +5,19 @@ text pieces as the model produces them (plain `str`), then one `Answer` with the
 The tiny default model cannot be trusted to cite, so the answer that counts is the checked one:
 every sentence is matched against the passages, citations are chosen by the system, and the
 assistant abstains when retrieval is weak or a name or number of the question is in none of the
-passages (both before generating anything), or when nothing the model said is supported by the
-passages.
+passages (both before generating anything), when nothing the model said is supported by the
+passages, or when the question asks for a quantity or a time and the answer holds none
+(`answer_types`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from assistant.answer_types import QUANTITY, asked_kind, holds_kind
 from assistant.context import Budget, ContextWindow, Prompt, format_passage
 from assistant.errors import InputError
 from assistant.extractive import best_quotes
@@ -222,6 +224,8 @@ class Answerer:
             grounded, self.config.min_supported_share
         ):
             grounded = self._quote(question, prompt.passages, grounded)
+        if self.config.require_answer_type:
+            grounded = _typed(question, grounded)
         timings["total_s"] = time.perf_counter() - started
         yield Answer(
             question,
@@ -304,6 +308,20 @@ def _mostly_unsupported(grounded: GroundedAnswer, min_share: float) -> bool:
     claims = grounded.claims
     supported = sum(1 for claim in claims if claim.supported)
     return bool(claims) and supported < min_share * len(claims)
+
+
+def _typed(question: str, grounded: GroundedAnswer) -> GroundedAnswer:
+    """The answer, or an abstention when the question asks for a quantity or a time and no
+    supported sentence of the answer holds one (it is on topic but does not answer)."""
+    kind = asked_kind(question)
+    if kind is None or grounded.abstained:
+        return grounded
+    supported = " ".join(s.text for s in grounded.sentences if s.supported)
+    if holds_kind(supported, kind):
+        return grounded
+    what = "number" if kind == QUANTITY else "date or time"
+    abstention = _abstention("answer_type", f"The passages found give no {what} for it.")
+    return replace(abstention, raw_answer=grounded.raw_answer)
 
 
 def _abstention(reason: str, detail: str = "") -> GroundedAnswer:

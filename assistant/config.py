@@ -80,6 +80,9 @@ class Config:
     # Abstain before generating when a name, acronym or number of the question is in none of the
     # passages found (the documents are about something else).
     require_question_terms: bool = True
+    # Abstain when the question asks for a quantity or a time ("How many...", "When...") and no
+    # supported sentence of the answer holds one (answer_types.py).
+    require_answer_type: bool = True
     # Stop generating once this many sentences are complete and none is supported by the
     # passages (the answer would be replaced by quotes or an abstention anyway); 0: never.
     give_up_after: int = 3

@@ -139,6 +139,7 @@ class GroundedAnswer:
     answer: str  # displayed text with system citations; unsupported sentences flagged or dropped
     abstained: bool
     reason: str | None  # "weak_retrieval", "missing_terms", "no_passages", "no_supported_sentence",
+    # "answer_type" (asks for a number or a date; the answer holds none),
     # "extractive" (quotes instead of the model's answer) or None
     sentences: tuple[SentenceCheck, ...]
     raw_answer: str  # what the model produced

@@ -28,6 +28,7 @@ It trades memory for compute: each new token costs one forward pass over one pos
 # Memory
 
 The cache grows linearly with the context length and the number of layers.
+For a 7B model with a 4,096-token context, the cache takes about 2 GB.
 """
 QUESTION = "What does the KV cache store?"
 SUPPORTED = "The KV cache stores the keys and values of all previous tokens, for every layer."
@@ -189,3 +190,30 @@ def test_a_weak_retrieval_abstention_names_the_missing_words_too(home: Home) -> 
     assert model.taken == 0
     assert answer.grounded.reason == "weak_retrieval"
     assert answer.text.endswith('never mention "Frankenstein".')
+
+
+def test_an_answer_without_the_number_asked_for_abstains(home: Home) -> None:
+    model = ScriptedModel(SUPPORTED)  # supported, on topic, but no number
+    _, answer = _ask(home, model, "How many layers does the KV cache hold keys for?")
+    assert model.taken == len(model.words)
+    assert answer.abstained and answer.grounded.reason == "answer_type"
+    assert answer.text == (
+        "I couldn't find this in your documents. The passages found give no number for it."
+    )
+    assert answer.grounded.raw_answer == SUPPORTED  # kept for the record
+
+
+def test_an_answer_with_the_number_asked_for_stands(home: Home) -> None:
+    text = "For a 7B model with a 4,096-token context, the cache takes about 2 GB."
+    _, answer = _ask(home, ScriptedModel(text), "How much memory does the KV cache take?")
+    assert not answer.abstained
+    assert "2 GB" in answer.text
+
+
+def test_the_answer_type_check_can_be_turned_off(tmp_path: Path, embedder: Embedder) -> None:
+    with _home(tmp_path, embedder, require_answer_type=False) as home:
+        _, answer = _ask(
+            home, ScriptedModel(SUPPORTED), "How many layers does the KV cache hold keys for?"
+        )
+        assert answer.grounded.reason != "answer_type"
+        assert not answer.abstained

@@ -59,6 +59,7 @@ REPORTED_SETTINGS = (
     "give_up_after",
     "min_supported_share",
     "require_question_terms",
+    "require_answer_type",
     "engine",
     "weights",
     "prompt_int8",
