@@ -497,7 +497,7 @@ def info_command(
         "engine": config.engine,
         "weights": config.weights,
         "prompt_int8": config.prompt_int8,
-        "native_attention": config.native_attention,
+        "prompt_attention": _prompt_attention(config),
         "device": choose_device(config.device),
         "retrieval_mode": config.retrieval_mode,
         "lexical_search": store.has_lexical,
@@ -512,6 +512,16 @@ def info_command(
     for key, value in details.items():
         table.add_row(key, escape(", ".join(value) if isinstance(value, list) else str(value)))
     console.print(table)
+
+
+def _prompt_attention(config: Config) -> str:
+    """What attends over the prompt with 4-bit weights on a CPU: the C kernel, or torch and why."""
+    from assistant.attention import PromptAttention
+
+    if not config.native_attention:
+        return "torch: native_attention is off"
+    reason = PromptAttention.unavailable_reason(config.models_dir / "kernels")
+    return "C kernel" if reason is None else f"torch: {reason}"
 
 
 def main() -> None:  # pragma: no cover - entry point

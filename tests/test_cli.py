@@ -65,6 +65,28 @@ def test_ingest_search_docs_forget_info(run, docs: Path) -> None:  # type: ignor
     assert json.loads(run("info", "--json").output)["chunks"] == 0
 
 
+def test_info_says_what_attends_over_the_prompt(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from assistant import native
+
+    result = run("info", "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)["prompt_attention"]
+    if native.compiler() is None:
+        assert shown == "torch: no C compiler found (cc, gcc, clang or $CC)"
+    else:
+        assert shown in ("C kernel", "torch: this CPU lacks AVX512-BF16")
+
+
+def test_info_names_a_missing_compiler(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CC", raising=False)
+    result = run("info")
+    assert result.exit_code == 0, result.output
+    assert "torch: no C compiler found" in result.output
+
+
 def test_human_ingest_output_names_skipped_files(run, docs: Path) -> None:  # type: ignore[no-untyped-def]
     result = run("ingest", str(docs))
     assert result.exit_code == 0
