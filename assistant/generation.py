@@ -183,6 +183,7 @@ class LanguageModel(TemplatedModel):
         tokenizer: Any,
         device: torch.device,
         weights: str = "dense",
+        prompt_attention: str = "torch",
     ) -> None:
         self._config = config
         self._model = model
@@ -192,7 +193,7 @@ class LanguageModel(TemplatedModel):
         self.device = str(device)
         self.weights = weights  # "int4" (quantize.py) or "dense"
         # "kernel" when the prompt's pass attends in the C kernel (attention.py), else "torch"
-        self.prompt_attention = "torch"
+        self.prompt_attention = prompt_attention
         self._step_threads = _step_threads(config, device, weights)
         self.context_length = _context_length(model.config, config.context_cap)
         self.last_stats: GenerationStats | None = None
@@ -239,10 +240,8 @@ class LanguageModel(TemplatedModel):
                 prompt_kernel = PromptAttention.load(config.models_dir / "kernels")
         if device.type == "cpu":
             use_cpu_attention(model, prompt_kernel)
-        loaded = cls(config, model, tokenizer, device, weights)
-        if prompt_kernel is not None and device.type == "cpu":
-            loaded.prompt_attention = "kernel"
-        return loaded
+        prompt_attention = "torch" if prompt_kernel is None else "kernel"
+        return cls(config, model, tokenizer, device, weights, prompt_attention)
 
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None

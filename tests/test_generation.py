@@ -192,7 +192,6 @@ def test_the_prompt_pass_in_8_bits_stays_close_to_the_4_bit_kernel(
 ) -> None:
     """The prompt's pass multiplies in 8-bit integers (quantize.py, prompt_int8, the default);
     the next token's distribution stays that of the 4-bit kernel's pass."""
-    import torch
 
     from assistant.quantize import Int4Linear
 
@@ -205,12 +204,7 @@ def test_the_prompt_pass_in_8_bits_stays_close_to_the_4_bit_kernel(
     ids, _ = model._fitting_prompt(RAG_QUESTION, 24)
     assert len(ids) > 50  # a prompt, not a one-token step
 
-    def next_token_log_probs(language_model: LanguageModel) -> Any:
-        with torch.inference_mode():
-            output = language_model._model(input_ids=torch.tensor([ids]), logits_to_keep=1)
-        return output.logits[0, -1].float().log_softmax(-1)
-
-    eight, four = next_token_log_probs(model), next_token_log_probs(four_bit)
+    eight, four = _next_token_log_probs(model, ids), _next_token_log_probs(four_bit, ids)
     assert int(eight.argmax()) == int(four.argmax())
     divergence = float((four.exp() * (four - eight)).sum())
     assert 0 < divergence < 0.1
@@ -222,7 +216,6 @@ def test_the_prompt_kernel_stays_close_to_torch_attention(
 ) -> None:
     """With 4-bit weights the prompt's pass attends in the C kernel (attention.py) when it can be
     built; the next token's distribution stays that of torch's attention."""
-    import torch
 
     from assistant import native
 
@@ -235,15 +228,20 @@ def test_the_prompt_kernel_stays_close_to_torch_attention(
     assert dense.prompt_attention == "torch"  # float32 weights keep float32 attention
     ids, _ = model._fitting_prompt(RAG_QUESTION, 24)
 
-    def next_token_log_probs(language_model: LanguageModel) -> Any:
-        with torch.inference_mode():
-            output = language_model._model(input_ids=torch.tensor([ids]), logits_to_keep=1)
-        return output.logits[0, -1].float().log_softmax(-1)
-
-    kernel, torch_attention = next_token_log_probs(model), next_token_log_probs(plain)
+    kernel = _next_token_log_probs(model, ids)
+    torch_attention = _next_token_log_probs(plain, ids)
     assert int(kernel.argmax()) == int(torch_attention.argmax())
     divergence = float((torch_attention.exp() * (torch_attention - kernel)).sum())
     assert 0 < divergence < 0.02
+
+
+def _next_token_log_probs(language_model: LanguageModel, ids: list[int]) -> Any:
+    """Log-probabilities of the token after `ids`, from one pass over the whole prompt."""
+    import torch
+
+    with torch.inference_mode():
+        output = language_model._model(input_ids=torch.tensor([ids]), logits_to_keep=1)
+    return output.logits[0, -1].float().log_softmax(-1)
 
 
 def _has_bfloat16_dot_products() -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -264,7 +265,7 @@ def prompt_pass_ab(
         "kernel_used": kernel.prompt_attention == "kernel",
         "attention_alone": attention_ab(kernel, len(ids), repeats),
         "seconds": seconds,
-        "median_s": {name: sorted(times)[len(times) // 2] for name, times in seconds.items()},
+        "median_s": {name: statistics.median_high(times) for name, times in seconds.items()},
     }
 
 
@@ -292,7 +293,7 @@ def attention_ab(model: LanguageModel, length: int, repeats: int) -> dict[str, A
             started = time.perf_counter()
             call()
             milliseconds[name].append(1000 * (time.perf_counter() - started))
-    return {name: sorted(times)[len(times) // 2] for name, times in milliseconds.items()}
+    return {name: statistics.median_high(times) for name, times in milliseconds.items()}
 
 
 def cache_ab(
@@ -329,7 +330,7 @@ def cache_ab(
         "prompt_tokens": len(ids),
         "steps": steps,
         "tokens_per_s": speeds,
-        "median_tokens_per_s": {k: sorted(v)[len(v) // 2] for k, v in speeds.items()},
+        "median_tokens_per_s": {k: statistics.median_high(v) for k, v in speeds.items()},
         "same_tokens": tokens["dynamic"] == tokens["growing"],
     }
 
