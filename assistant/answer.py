@@ -8,6 +8,10 @@ assistant abstains when retrieval is weak or a name or number of the question is
 passages (both before generating anything), when nothing the model said is supported by the
 passages, or when the question asks for a quantity or a time and the answer holds none
 (`answer_types`).
+
+The work is bounded by the context window first: `k` is cut to the passages the prompt could hold
+before retrieval, and the hits to the ones that may fit before any is embedded or checked, so a
+huge `k` costs no more than the window allows. The answer says when `k` was cut.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class Answer:
     budget: Budget | None = None
     folded_turns: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    k_requested: int = 0  # the passages asked for
+    # The passages retrieved and checked: as many, or fewer when the context window cannot hold
+    # them (the prompt may hold fewer still: `passages`).
+    k_used: int = 0
 
     @property
     def text(self) -> str:
@@ -111,6 +119,8 @@ class Answer:
             "raw_answer": self.grounded.raw_answer,
             "timings": {name: round(value, 3) for name, value in self.timings.items()},
             "budget": self.budget.as_dict() if self.budget is not None else None,
+            "k_requested": self.k_requested,
+            "k_used": self.k_used,
             "model": self.model,
         }
 
@@ -176,8 +186,19 @@ class Answerer:
             raise InputError("the question is empty")
         started = time.perf_counter()
         query = rewrite_query(question, turns) if self.config.rewrite_follow_ups else question
-        result = self.retriever.search(query, k or self.config.top_k)
-        passages = tuple(result.passages)
+        requested = k or self.config.top_k
+        room = self.window.passage_room(
+            system=load_prompt("system"),
+            question=question,
+            turns=turns,
+            render_user=render_user_message,
+        )
+        searched = min(requested, self.window.most_passages(room))
+        result = self.retriever.search(query, searched)
+        passages = tuple(self.window.passages_within(result.passages, room))
+        # Cut by the window: hits left out, or a capped search that found all it was allowed.
+        cut = len(passages) < len(result.passages) or len(result.passages) == searched < requested
+        used = len(passages) if cut else requested
         yield Retrieved(query, passages, result.milliseconds)
         timings: dict[str, float] = {"retrieval_ms": result.milliseconds}
 
@@ -192,7 +213,14 @@ class Answerer:
         if early is not None:
             timings["total_s"] = time.perf_counter() - started
             yield Answer(
-                question, query, early, passages, self.language_model.name, timings=timings
+                question,
+                query,
+                early,
+                passages,
+                self.language_model.name,
+                timings=timings,
+                k_requested=requested,
+                k_used=used,
             )
             return
 
@@ -236,6 +264,8 @@ class Answerer:
             budget=prompt.budget,
             folded_turns=prompt.folded_turns,
             timings=timings,
+            k_requested=requested,
+            k_used=used,
         )
 
     def _quote(

@@ -1,7 +1,8 @@
 """The `assistant` command line: reads options, calls the library, draws with rich.
 
 Every command is a thin layer over a library call. Errors the user can fix (`AssistantError`)
-become one red line and exit code 1; the traceback shows only with `--debug`.
+become one red line and exit code 1; the traceback shows only with `--debug`. When the output is
+not a terminal (a pipe, a log), lines are not wrapped: one message stays one line.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def handle_errors(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug")) or os.environ.get("ASSISTANT_DEBUG", "") in ("1", "true")
         _quiet_libraries()
+        for stream in (console, errors):  # decided per call: tests swap the streams
+            stream.soft_wrap = not stream.is_terminal
         try:
             return function(*args, **kwargs)
         except AssistantError as error:
@@ -217,7 +220,7 @@ def ask_command(
 
 def _load_model(config: Config) -> Any:
     """Load the language model, with a spinner on a terminal (the first run converts the GGUF)."""
-    from assistant.generation import load_chat_model
+    from assistant.engines import load_chat_model
 
     with (
         errors.status("loading the language model…", spinner="dots")
@@ -477,51 +480,113 @@ def info_command(
     home: HomeOption = None, as_json: JsonOption = False, debug: DebugOption = False
 ) -> None:
     """Show where state lives, what is ingested, and which models and device are used."""
+    from assistant import engines
+    from assistant.calibration import cpu_summary
     from assistant.devices import choose_device
     from assistant.embedding import choose_backend
 
     config = load_config(home, debug=debug)
     assistant_home = Home(config)
-    store = assistant_home.store
-    counts = store.counts()
+    check = assistant_home.check()  # the database's own check, and the index against it
+    store = assistant_home.store if check.database == "ok" else None
     index_path = config.index_path
     details: dict[str, Any] = {
         "home": str(config.home),
         "database": config.database,
+        "database_check": check.database,
+        "writable": assistant_home.writable(),
         "index": str(index_path),
         "index_bytes": index_path.stat().st_size if index_path.exists() else 0,
-        **counts,
+        "index_state": check.index,
+        **(store.counts() if store is not None else {}),
         "embedding_model": config.embedding_model,
         "embedding_backend": choose_backend(config.embedding_backend, choose_device(config.device)),
         "language_model": config.model,
-        "engine": config.engine,
-        "weights": config.weights,
-        "prompt_int8": config.prompt_int8,
-        "prompt_attention": _prompt_attention(config),
         "device": choose_device(config.device),
+        "cpu": cpu_summary(),
+        "engine": engines.describe(config),
+        **_kernel_choices(config),
         "retrieval_mode": config.retrieval_mode,
-        "lexical_search": store.has_lexical,
-        "migrations": store.applied_migrations(),
     }
+    if store is not None:
+        details |= {"lexical_search": store.has_lexical, "migrations": store.applied_migrations()}
     if as_json:
-        print(json.dumps(details, indent=2))
+        print(json.dumps(details | {"problems": check.problems}, indent=2))
+    else:
+        table = Table(show_header=False, show_edge=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in details.items():
+            table.add_row(key, escape(", ".join(value) if isinstance(value, list) else str(value)))
+        console.print(table)
+        for problem in check.problems:
+            errors.print(f"[bold red]problem:[/] {escape(problem)}")
+    if check.problems:
+        raise typer.Exit(1)
+
+
+@app.command("repair")
+@handle_errors
+def repair_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Folders and files to ingest again, besides those the database names."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild even when the database passes its check.")
+    ] = False,
+    home: HomeOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Rebuild a damaged database from your files; the damaged one is kept beside it."""
+    from assistant.repair import RepairReport, repair
+
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    report: RepairReport | None = None
+    with assistant_home.writing():
+        with errors.status("repairing…", spinner="dots") if errors.is_terminal else _nothing():
+            for event in repair(assistant_home, paths or [], force):
+                if isinstance(event, RepairReport):
+                    report = event
+        assistant_home.close()
+    if report is None:  # pragma: no cover - repair always ends with a report
         return
-    table = Table(show_header=False, show_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in details.items():
-        table.add_row(key, escape(", ".join(value) if isinstance(value, list) else str(value)))
-    console.print(table)
+    if report.moved_to is None:
+        console.print(
+            "the database passed its integrity check: nothing to repair (`--force` rebuilds it "
+            "anyway; `assistant reindex` rebuilds the vector index)"
+        )
+        return
+    console.print(f"the damaged database is kept as {escape(str(report.moved_to))}")
+    if report.summary is not None:
+        _print_ingest_summary(report.summary)
+    if report.sessions_kept:
+        console.print(
+            f"kept {report.sessions_kept} chat session(s) with {report.messages_kept} turn(s)"
+        )
+    lost = report.lost()
+    for line in lost:
+        console.print(f"[yellow]lost:[/] {escape(line)}")
+    if not lost:
+        console.print("[green]nothing was lost[/]")
 
 
-def _prompt_attention(config: Config) -> str:
-    """What attends over the prompt with 4-bit weights on a CPU: the C kernel, or torch and why."""
+def _kernel_choices(config: Config) -> dict[str, str]:
+    """What the torch engine runs on this CPU and the numbers behind it (`kernel_plan`), and
+    whether the C attention kernel can run here at all (and if not, why)."""
     from assistant.attention import PromptAttention
+    from assistant.devices import choose_device
+    from assistant.kernel_plan import cached_plan, describe
 
-    if not config.native_attention:
-        return "torch: native_attention is off"
+    if choose_device(config.device) != "cpu":
+        return {}
     reason = PromptAttention.unavailable_reason(config.models_dir / "kernels")
-    return "C kernel" if reason is None else f"torch: {reason}"
+    kernel = {"attention_kernel": "available" if reason is None else f"unavailable: {reason}"}
+    plan = cached_plan(config)
+    if plan is None:
+        return {"torch_kernels": "measured at the first question (once per CPU)", **kernel}
+    return {**{f"torch_{name}": line for name, line in describe(plan).items()}, **kernel}
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -35,17 +35,18 @@ class Config:
     embedding_backend: str = "auto"  # auto | torch | openvino | onnx (evals/bench/ingest.py)
     model: str = BUNDLED_LANGUAGE_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    engine: str = "torch"  # torch | llamacpp (optional, .gguf on the CPU: evals/bench/llamacpp.py)
-    # auto: 4-bit weights on the CPU for a 4-bit GGUF model (its own precision), else dense;
-    # int4: always on the CPU (lossy for other models); dense: float32 on the CPU (see quantize.py)
+    # auto: the engine measured faster on this CPU for the model (engines.py; llama.cpp needs the
+    # xllamacpp package and a .gguf model on the CPU); torch; llamacpp.
+    engine: str = "auto"
+    # The torch engine's CPU paths (kernel_plan.py): each `auto` is measured on this CPU at the
+    # first load and cached; any other value forces it.
+    # auto: 4-bit weights for a 4-bit GGUF model when its steps measure faster than float32, else
+    # dense; int4: always on the CPU (lossy for other models); dense: float32 (see quantize.py)
     weights: str = "auto"
-    # With int4 weights, multiply the prompt's rows in 8-bit integers (1.6-1.8x faster time to first
-    # token for long prompts; quantize.py); false: the prompt's pass uses the 4-bit kernel too.
-    prompt_int8: bool = True
-    # With int4 weights, the prompt's attention in a C kernel built on first use (bfloat16
-    # products; needs a C compiler and AVX512-BF16, else torch's; attention.py).
-    native_attention: bool = True
-    decode_threads: int = 0  # CPU threads for one-token steps; 0: 1 with int4 weights, else all
+    step_products: str = "auto"  # auto | int4 | int4_native | float32: one-token steps' products
+    prompt_products: str = "auto"  # auto | int8 | int4 | float32: the prompt's pass, 4-bit weights
+    native_attention: str = "auto"  # auto | on | off: the prompt's attention in the C kernel
+    step_threads: int = 0  # CPU threads for one-token steps; 0: measured
     debug: bool = False
 
     # Ingestion
@@ -142,12 +143,16 @@ class Config:
                 f"embedding_backend must be auto, torch, openvino or onnx, not "
                 f"{self.embedding_backend!r}"
             )
-        if self.engine not in ("torch", "llamacpp"):
-            raise ConfigError(f"engine must be torch or llamacpp, not {self.engine!r}")
+        _check_choice("engine", self.engine, ("auto", "torch", "llamacpp"))
+        _check_choice("prompt_products", self.prompt_products, ("auto", "int8", "int4", "float32"))
+        _check_choice(
+            "step_products", self.step_products, ("auto", "int4", "int4_native", "float32")
+        )
+        _check_choice("native_attention", self.native_attention, ("auto", "on", "off"))
         if not 0.0 <= self.min_supported_share <= 1.0:
             raise ConfigError("min_supported_share must be between 0 and 1")
-        if self.decode_threads < 0:
-            raise ConfigError("decode_threads must be 0 (auto) or more")
+        if self.step_threads < 0:
+            raise ConfigError("step_threads must be 0 (measured) or more")
         if self.weights not in ("auto", "dense", "int4"):
             raise ConfigError(f"weights must be auto, dense or int4, not {self.weights!r}")
         if self.retrieval_mode not in ("dense", "lexical", "hybrid"):
@@ -169,8 +174,19 @@ class Config:
         return {f.name: (str(v) if isinstance(v, Path) else v) for f, v in _items(self)}
 
 
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"{name} (ASSISTANT_{name.upper()}) must be {', '.join(allowed[:-1])} or "
+            f"{allowed[-1]}, not {value!r}"
+        )
+
+
 def _items(config: Config) -> list[tuple[dataclasses.Field[Any], Any]]:
     return [(f, getattr(config, f.name)) for f in fields(config)]
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
 
 
 def _convert(name: str, raw: Any, type_name: Any) -> Any:
@@ -195,5 +211,6 @@ def _convert(name: str, raw: Any, type_name: Any) -> Any:
         return str(raw)
     except ValueError:
         raise ConfigError(
-            f"setting {name} (ASSISTANT_{name.upper()}) must be a {type_text}, not {raw!r}"
+            f"setting {name} (ASSISTANT_{name.upper()}) must be "
+            f"{_KINDS.get(type_text, 'a ' + type_text)}, not {raw!r}"
         ) from None

@@ -8,6 +8,11 @@ prompt and the question are always kept, then the latest turn, then passages in 
 last one that fits partly is cut at a sentence boundary), then the summary, then older turns, which
 the caller folds into the summary (see `assistant.memory`). Every step is checked with the
 message-level counter, so the prompt fits the window exactly, never approximately.
+
+Because the passages come after only the system prompt, the latest turn and the question, their
+room is known before anything is retrieved (`passage_room`). The caller bounds its search by it
+(`most_passages`) and cuts the hits to the ones that may fit (`passages_within`) before embedding
+or checking them, so a huge `k` costs no more than the window can hold.
 """
 
 from __future__ import annotations
@@ -193,14 +198,7 @@ class ContextWindow:
         render_user: UserRenderer | None = None,
     ) -> Prompt:
         """The prompt for `question`; `passages` best first, `turns` oldest first."""
-        if not question.strip():
-            raise InputError("The question is empty.")
-        draft = _Draft(system, question, render_user or _default_render, self.summary_heading)
-        if not self._fits(draft):
-            self._raise_too_long(draft)
-        if turns and self._fits(latest := dataclasses.replace(draft, turns=(turns[-1],))):
-            draft = latest
-        draft = self._add_passages(draft, passages)
+        draft = self._add_passages(self._start(system, question, turns, render_user), passages)
         draft = self._add_summary(draft, summary.strip())
         if draft.turns:
             share = self.history_budget - self.count_tokens(summary.strip())
@@ -217,6 +215,59 @@ class ContextWindow:
             folded_turns=len(turns) - len(draft.turns),
             dropped_passages=len(passages) - len(draft.passages),
         )
+
+    def passage_room(
+        self,
+        *,
+        system: str,
+        question: str,
+        turns: Sequence[Turn] = (),
+        render_user: UserRenderer | None = None,
+    ) -> int:
+        """The most tokens passages can take in the prompt for `question`: what the window leaves
+        after the parts `assemble` keeps before them. Raises as `assemble` does when the question
+        alone does not fit."""
+        draft = self._start(system, question, turns, render_user)
+        return self.available - self.count_messages(draft.messages())
+
+    def most_passages(self, room: int) -> int:
+        """How many passages `room` tokens can hold at most: as many whole ones as their
+        shortest possible label (`[1] ()`) fits in it, and one more cut short."""
+        label = self.count_tokens(format_passage(1, _SMALLEST_PASSAGE))
+        return max(0, room) // max(1, label) + 1
+
+    def passages_within(self, passages: Sequence[Passage], room: int) -> list[Passage]:
+        """The leading `passages` that `assemble` may include in `room` tokens: those whose
+        texts, counted alone, fit, and the first that does not (it may be trimmed to fit).
+
+        A text counted alone costs less than its block in the prompt, whose label and separator
+        cost more tokens than any merge at the text's edges saves, so no passage `assemble` would
+        include (whole or trimmed) is left out. The uncounted labels add up, so a few more may
+        get through (more with long source paths); `assemble` drops them."""
+        used = 0
+        for count, passage in enumerate(passages, start=1):
+            used += self.count_tokens(passage.text)
+            if used > room:
+                return list(passages[:count])
+        return list(passages)
+
+    def _start(
+        self,
+        system: str,
+        question: str,
+        turns: Sequence[Turn],
+        render_user: UserRenderer | None,
+    ) -> _Draft:
+        """The parts that come before any passage: the system prompt and the question (or an
+        error if they do not fit), and the latest turn if it fits too."""
+        if not question.strip():
+            raise InputError("The question is empty.")
+        draft = _Draft(system, question, render_user or _default_render, self.summary_heading)
+        if not self._fits(draft):
+            self._raise_too_long(draft)
+        if turns and self._fits(latest := dataclasses.replace(draft, turns=(turns[-1],))):
+            draft = latest
+        return draft
 
     def _fits(self, draft: _Draft) -> bool:
         return self.count_messages(draft.messages()) <= self.available
@@ -297,6 +348,12 @@ class ContextWindow:
             overhead=total - sum(parts.values()),
             **parts,
         )
+
+
+# The cheapest block a passage can have in the prompt: no source, no heading, no text.
+_SMALLEST_PASSAGE = Passage(
+    chunk_id=0, text="", source="", start_line=None, end_line=None, page=None, heading="", score=0.0
+)
 
 
 def _default_render(question: str, passages: Sequence[Passage]) -> str:

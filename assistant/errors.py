@@ -22,6 +22,10 @@ class StoreError(AssistantError):
     """The database cannot be opened, migrated or written."""
 
 
+class DatabaseDamagedError(StoreError):
+    """The database file is corrupt (SQLite: malformed or not a database); `repair` rebuilds it."""
+
+
 class IndexStateError(AssistantError):
     """The vector index is missing, corrupt or out of step with the store."""
 

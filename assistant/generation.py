@@ -7,17 +7,18 @@ token-for-token the same). There is no background thread, so Ctrl-C lands in the
 closing the generator stops decoding at once.
 
 Weights come from `weights` (a folder, a hub id, or a GGUF file through its cached dense copy).
-On the CPU a 4-bit GGUF model runs with 4-bit weights again (`quantize`, config `weights`; the
-prompt's pass multiplies in 8-bit integers, config `prompt_int8`, and attends in a C kernel,
-config `native_attention`), and one-token steps attend with two small matrix products instead of
-the flash kernel (`attention`).
+On the CPU, what multiplies and attends is measured on the CPU at hand (`kernel_plan`): a 4-bit
+GGUF model may run with 4-bit weights again (`quantize`), its prompt's pass in 8-bit integers,
+float32 or on the 4-bit codes, its prompt's attention in a C kernel, and its steps on one thread
+or all; one-token steps attend with two small matrix products instead of the flash kernel
+(`attention`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.config import Config
@@ -28,6 +29,8 @@ from assistant.weights import four_bit_gguf, load_folder, load_gguf, quiet_progr
 
 if TYPE_CHECKING:
     import torch
+
+    from assistant.kernel_plan import KernelPlan
 
 
 ROLES = ("system", "user", "assistant")
@@ -43,6 +46,7 @@ class GenerationStats:
     ttft_s: float  # seconds from the call to the first yielded piece
     generation_s: float  # seconds from the call to the end
     stopped: str  # "eos" | "length" | "cancelled"
+    first_token_s: float = 0.0  # seconds from the call to the first decoded token (a piece or not)
 
     @property
     def tokens_per_s(self) -> float:
@@ -86,7 +90,7 @@ class IncrementalDecoder:
 
 class ChatModel(Protocol):
     """What the answerer and the conversation need of an engine: `LanguageModel` (torch +
-    transformers, every model and device) or the optional `llamacpp.LlamaCppModel`."""
+    transformers, every model and device) or `llamacpp.LlamaCppModel`; `engines` picks one."""
 
     name: str
     context_length: int
@@ -104,20 +108,11 @@ class ChatModel(Protocol):
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
     ) -> str: ...
 
+    def prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]: ...
 
-def load_chat_model(config: Config) -> ChatModel:
-    """The engine `config.engine` names: `torch` (default) or `llamacpp` (a .gguf file on the
-    CPU through the optional xllamacpp package; see evals/bench/llamacpp.py)."""
-    if config.engine != "llamacpp":
-        return LanguageModel.load(config)
-    from assistant import llamacpp
+    def time_tokens(self, prompt_ids: list[int], new_tokens: int) -> tuple[float, float]: ...
 
-    if not llamacpp.usable(config):
-        raise ModelError(
-            "the llamacpp engine needs the xllamacpp package (pip install xllamacpp), the CPU "
-            f"and a .gguf model; model {config.model!r}, device {config.device!r}"
-        )
-    return llamacpp.LlamaCppModel.load(config)
+    def close(self) -> None: ...
 
 
 class TemplatedModel:
@@ -127,6 +122,7 @@ class TemplatedModel:
     _config: Config
     _tokenizer: Any
     context_length: int
+    last_stats: GenerationStats | None
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` alone, without any special tokens."""
@@ -134,7 +130,7 @@ class TemplatedModel:
 
     def count_message_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
         """Tokens of the whole chat-templated prompt, generation prompt included."""
-        return len(self._prompt_ids(messages))
+        return len(self.prompt_ids(messages))
 
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
@@ -147,7 +143,31 @@ class TemplatedModel:
         """The whole answer at once."""
         return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
 
-    def _prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    def time_tokens(self, prompt_ids: list[int], new_tokens: int) -> tuple[float, float]:
+        """Seconds of the prompt's pass (to the first new token) and per one-token step after
+        it, decoding `new_tokens` tokens greedily whatever they are (an end-of-text token does
+        not stop it): what `engines` compares. Needs `new_tokens` >= 2."""
+        if new_tokens < 2:
+            raise InputError("time_tokens needs at least 2 new tokens")
+        started = time.perf_counter()
+        for _ in self._token_stream(prompt_ids, new_tokens, started, stop_at_eos=False):
+            pass
+        stats = self.last_stats
+        if stats is None or stats.new_tokens < 2:
+            raise ModelError("the engine decoded fewer tokens than asked while being measured")
+        steps = (stats.generation_s - stats.first_token_s) / (stats.new_tokens - 1)
+        return stats.first_token_s, steps
+
+    def close(self) -> None:
+        """Let the engine's resources go (a no-op where garbage collection suffices)."""
+
+    def _token_stream(
+        self, prompt_ids: list[int], limit: int, started: float, *, stop_at_eos: bool = True
+    ) -> Generator[str, None, None]:
+        raise NotImplementedError
+
+    def prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        """The chat-templated prompt's token ids, generation prompt included."""
         check_messages(messages)
         text = self._tokenizer.apply_chat_template(
             [dict(message) for message in messages], add_generation_prompt=True, tokenize=False
@@ -162,7 +182,7 @@ class TemplatedModel:
         limit = self._config.max_new_tokens if max_new_tokens is None else max_new_tokens
         if limit < 1:
             raise InputError("max_new_tokens must be at least 1")
-        prompt_ids = self._prompt_ids(messages)
+        prompt_ids = self.prompt_ids(messages)
         room = self.context_length - limit
         if len(prompt_ids) > room:
             raise InputError(
@@ -182,8 +202,7 @@ class LanguageModel(TemplatedModel):
         model: Any,
         tokenizer: Any,
         device: torch.device,
-        weights: str = "dense",
-        prompt_attention: str = "torch",
+        plan: KernelPlan | None = None,
     ) -> None:
         self._config = config
         self._model = model
@@ -191,10 +210,15 @@ class LanguageModel(TemplatedModel):
         self._device = device
         self.name = config.model
         self.device = str(device)
-        self.weights = weights  # "int4" (quantize.py) or "dense"
-        # "kernel" when the prompt's pass attends in the C kernel (attention.py), else "torch"
-        self.prompt_attention = prompt_attention
-        self._step_threads = _step_threads(config, device, weights)
+        # What multiplies and attends on this CPU, and the measurements behind it (kernel_plan).
+        if plan is None:
+            from assistant.kernel_plan import dense_plan
+
+            plan = dense_plan("given", torch_threads())
+        self.plan = plan
+        self.weights = plan.weights  # "int4" (quantize.py) or "dense"
+        self.prompt_attention = plan.prompt_attention  # "kernel" (attention.py) or "torch"
+        self._step_threads = plan.step_threads
         self.context_length = _context_length(model.config, config.context_cap)
         self.last_stats: GenerationStats | None = None
         self._eos_ids = _eos_ids(model.generation_config, tokenizer)
@@ -229,19 +253,50 @@ class LanguageModel(TemplatedModel):
             )
         model.to(device)
         model.eval()
+        plan = _kernel_plan(config, source, device, model)
+        from assistant import kernel_plan
         from assistant.attention import PromptAttention, use_cpu_attention
+        from assistant.gemv import Gemv4
         from assistant.quantize import quantize_linears
 
-        weights, prompt_kernel = "dense", None
-        if _int4_weights(config, source, device):
-            quantize_linears(model, prompt_int8=config.prompt_int8)
-            weights = "int4"
-            if config.native_attention:
+        prompt_kernel = None
+        if plan.weights == "int4":
+            gemv = None
+            if plan.step_products == "int4_native":
+                gemv = Gemv4.load(config.models_dir / "kernels")
+                if gemv is None:
+                    raise ModelError("the 4-bit step kernel cannot be built or run on this CPU")
+            quantize_linears(model, prompt_products=plan.prompt_products, gemv=gemv)
+            if plan.prompt_attention == "kernel":
                 prompt_kernel = PromptAttention.load(config.models_dir / "kernels")
+        if prompt_kernel is None and plan.prompt_attention == "kernel":
+            plan = replace(plan, prompt_attention="torch")  # asked for, but it cannot run here
         if device.type == "cpu":
             use_cpu_attention(model, prompt_kernel)
-        prompt_attention = "torch" if prompt_kernel is None else "kernel"
-        return cls(config, model, tokenizer, device, weights, prompt_attention)
+        loaded = cls(config, model, tokenizer, device, plan)
+        if plan.choices["step_threads"].reason == kernel_plan.PENDING:
+            loaded._measure_step_threads()
+        return loaded
+
+    def _measure_step_threads(self) -> None:
+        """Time a few decoding steps on one thread and on every core; keep and cache the
+        faster (`kernel_plan.measure_step_threads`)."""
+        from assistant import kernel_plan
+
+        prompt_ids = self.prompt_ids([{"role": "user", "content": "Name three colours."}])
+
+        def time_steps(threads: int) -> float:
+            self._step_threads = threads
+            return self.time_tokens(prompt_ids, 9)[1]
+
+        choice = kernel_plan.measure_step_threads(time_steps, available_cores())
+        kernel_plan.remember(self._model, self._config, choice)
+        self.plan = replace(
+            self.plan,
+            step_threads=int(choice.chosen),
+            choices={**self.plan.choices, "step_threads": choice},
+        )
+        self._step_threads = self.plan.step_threads
 
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
@@ -253,13 +308,13 @@ class LanguageModel(TemplatedModel):
         """
         started = time.perf_counter()
         prompt_ids, limit = self._fitting_prompt(messages, max_new_tokens)
-        return self._decode(prompt_ids, limit, started)
+        return self._token_stream(prompt_ids, limit, started)
 
     def _text_of(self, ids: list[int]) -> str:
         return str(self._tokenizer.decode(ids, skip_special_tokens=True))
 
-    def _decode(
-        self, prompt_ids: list[int], limit: int, started: float
+    def _token_stream(
+        self, prompt_ids: list[int], limit: int, started: float, *, stop_at_eos: bool = True
     ) -> Generator[str, None, None]:
         import torch
 
@@ -276,7 +331,7 @@ class LanguageModel(TemplatedModel):
             sequence = torch.tensor([prompt_ids], dtype=torch.long, device=self._device)
         step_input = sequence
         decoder = IncrementalDecoder(self._text_of)
-        new_tokens, first_piece_at, stopped = 0, 0.0, "cancelled"
+        new_tokens, first_piece_at, first_token_at, stopped = 0, 0.0, 0.0, "cancelled"
         threads = torch.get_num_threads()
         try:
             for step in range(limit):
@@ -298,7 +353,8 @@ class LanguageModel(TemplatedModel):
                     sequence = torch.cat([sequence, step_input], dim=-1)
                 token = int(step_input[0, 0])
                 new_tokens += 1
-                if token in self._eos_ids:
+                first_token_at = first_token_at or time.perf_counter()
+                if stop_at_eos and token in self._eos_ids:
                     stopped = "eos"
                     break
                 piece = decoder.push(token)
@@ -322,6 +378,7 @@ class LanguageModel(TemplatedModel):
                 ttft_s=(first_piece_at or ended) - started,
                 generation_s=ended - started,
                 stopped=stopped,
+                first_token_s=(first_token_at or ended) - started,
             )
 
 
@@ -339,39 +396,36 @@ def _choose_device(setting: str) -> tuple[torch.device, torch.dtype]:
     return device, dtype
 
 
-def _step_threads(config: Config, device: torch.device, weights: str) -> int:
-    """Threads for the one-token steps after the prompt's pass (config.decode_threads; 0: auto).
-
-    A step is ~200 small products. Between them torch's OpenMP workers sleep and pay a wake-up
-    each time, or spin and stall the step whenever another program holds a core. With 4-bit
-    weights a step is small enough for one thread: measured 0.86x of two threads on a quiet
-    2-core machine and 2.8x faster with both cores busy. Float32 steps read 4x more memory and
-    keep all cores (a larger model needs their memory bandwidth).
-    """
-    import torch
-
-    if config.decode_threads > 0:
-        return config.decode_threads
-    if device.type != "cpu":
-        return torch.get_num_threads()
-    return 1 if weights == "int4" else available_cores()
-
-
-def _int4_weights(config: Config, source: ModelSource, device: torch.device) -> bool:
-    """Whether to run the model with 4-bit weights (config.weights; see quantize.py)."""
+def _kernel_plan(
+    config: Config, source: ModelSource, device: torch.device, model: Any
+) -> KernelPlan:
+    """What this CPU runs fastest for `model` (measured once and cached, `kernel_plan`); on a GPU
+    the plain path. int4 weights are a CPU path: asking for them on a GPU is an error."""
+    from assistant import kernel_plan
+    from assistant.calibration import CalibrationCache
     from assistant.quantize import int4_supported
 
-    if config.weights == "dense":
-        return False
-    if config.weights == "int4":
-        if device.type != "cpu":
+    if device.type != "cpu":
+        if config.weights == "int4":
             raise ConfigError(f"int4 weights run on the CPU only, not on {device}")
-        if not int4_supported():
-            raise ModelError("this torch build has no int4 CPU kernels; use weights=dense")
-        return True
-    if device.type != "cpu" or not source.gguf_file or not int4_supported():
-        return False
-    return four_bit_gguf(source, config.models_dir)
+        return kernel_plan.dense_plan(f"the plain path on {device}", torch_threads())
+    if config.weights == "int4" and not int4_supported():
+        raise ModelError("this torch build has no int4 CPU kernels; use weights=dense")
+    four_bit = (
+        config.weights != "dense"
+        and source.gguf_file is not None
+        and int4_supported()
+        and four_bit_gguf(source, config.models_dir)
+    )
+    return kernel_plan.plan(
+        model, config, four_bit=four_bit, cache=CalibrationCache(config.models_dir)
+    )
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _context_length(model_config: Any, cap: int) -> int:

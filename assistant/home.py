@@ -4,6 +4,11 @@ Everything is opened lazily, so commands that only read the database (`docs`, `i
 nothing to embed (re-ingesting an unchanged folder) never pay for loading a model. A home is built
 with one embedding model; it is recorded in the store, and using another one is refused with an
 explanation instead of silently mixing vectors from two models.
+
+A home we may not write (a shared folder, another user's) is opened read-only: reading commands
+work, nothing is saved, and writing commands (`writing()`) say the home is not writable. `check()`
+is what `assistant info` reports: the database's own consistency check and whether the vector
+index is in step with it.
 """
 
 from __future__ import annotations
@@ -12,17 +17,28 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.config import Config
+from assistant.database import can_write, damaged_message, sqlite_file
 from assistant.embedding import Embedder
-from assistant.errors import BusyError, IndexStateError, StoreError
+from assistant.errors import BusyError, DatabaseDamagedError, IndexStateError, StoreError
 from assistant.index import VectorIndex
 from assistant.retrieval import Retriever
 from assistant.store import Store
 
 EMBEDDING_MODEL_KEY = "embedding_model"
 EMBEDDING_DIMENSION_KEY = "embedding_dimension"
+
+
+@dataclass(frozen=True)
+class HomeCheck:
+    """What `Home.check` found: the database's state, the index's, and what to do about them."""
+
+    database: str  # "ok" or "damaged"
+    index: str
+    problems: list[str]  # each written for the user, naming the command that fixes it
 
 
 class Home:
@@ -35,6 +51,10 @@ class Home:
         self._embedder: Embedder | None = embedder  # share one loaded model between homes
         self._recorded = False
 
+    def with_config(self, config: Config) -> Home:
+        """Another home (or this one with other settings), sharing the embedder once loaded."""
+        return Home(config, self._embedder)
+
     @property
     def path(self) -> Path:
         return self.config.home
@@ -42,13 +62,23 @@ class Home:
     @property
     def store(self) -> Store:
         if self._store is None:
-            try:
-                self.path.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StoreError(f"cannot create the home folder {self.path}: {error}") from None
-            self._store = Store(self.config.database)
+            self._make_folder()
+            read_only = not self.writable()
+            database = sqlite_file(self.config.database)
+            if read_only and database is not None and not database.exists():
+                raise StoreError(
+                    f"nothing is ingested in {self.path} and it is not writable; use another --home"
+                )
+            self._store = Store(self.config.database, read_only=read_only)
             self._check_embedding_model(self._store)
         return self._store
+
+    def writable(self) -> bool:
+        """Whether we may write the home folder and its database."""
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            return False
+        database = sqlite_file(self.config.database)
+        return database is None or can_write(database)
 
     @property
     def embedder(self) -> Embedder:
@@ -56,7 +86,7 @@ class Home:
             self._embedder = Embedder.from_config(self.config)
         if not self._recorded:
             store = self.store
-            if store.get_setting(EMBEDDING_MODEL_KEY) is None:
+            if not store.read_only and store.get_setting(EMBEDDING_MODEL_KEY) is None:
                 store.set_setting(EMBEDDING_MODEL_KEY, self.config.embedding_model)
                 store.set_setting(EMBEDDING_DIMENSION_KEY, str(self._embedder.dimension))
             self._recorded = True
@@ -87,7 +117,8 @@ class Home:
         return self.store.counts()["chunks"] == 0
 
     def save_index(self) -> None:
-        if self._index is not None and self._index.dirty:
+        # A read-only home keeps its index as it is; it is brought in step again on each open.
+        if self._index is not None and self._index.dirty and not self.store.read_only:
             self._index.save()
 
     def rebuild_index(self) -> int:
@@ -103,12 +134,50 @@ class Home:
         if self._store is not None:
             self._store.close()
 
+    def check(self) -> HomeCheck:
+        """The database's consistency check and the index's state, without changing either."""
+        try:
+            store = self.store
+            damage = store.check()
+        except DatabaseDamagedError as error:
+            return HomeCheck("damaged", "not checked", [str(error)])
+        if damage:
+            where = str(sqlite_file(self.config.database) or self.config.database)
+            problem = damaged_message(where, "; ".join(damage[:3]))
+            return HomeCheck("damaged", "not checked", [problem])
+        path = self.config.index_path
+        if not path.exists():
+            note = "none yet (built on first use)" if store.counts()["chunks"] else "none yet"
+            return HomeCheck("ok", note, [])
+        recorded = store.get_setting(EMBEDDING_DIMENSION_KEY)
+        try:
+            index = VectorIndex.open(path, int(recorded) if recorded else None)
+        except IndexStateError as error:
+            return HomeCheck("ok", "unreadable", [str(error)])
+        missing, stale = index.differences(store)
+        if not len(missing) and not len(stale):
+            return HomeCheck("ok", f"{len(index)} vectors, in step with the database", [])
+        return HomeCheck(
+            "ok",
+            f"{len(index)} vectors; lacks {len(missing)} chunks of the database and holds "
+            f"{len(stale)} it no longer has (brought in step on next use)",
+            [],
+        )
+
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the home's write lock: one writer (ingest, forget, reindex) at a time."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
+        if not self.writable():
+            raise StoreError(
+                f"the home {self.path} is not writable (check its permissions, or use another "
+                "--home); reading commands such as `docs` and `search` still work"
+            )
         lock_path = self.path / "write.lock"
-        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StoreError(f"cannot lock the home {self.path}: {error.strerror}") from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -120,6 +189,16 @@ class Home:
             yield
         finally:
             os.close(handle)
+
+    def _make_folder(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"the home {self.path} is a file, not a folder; use another --home")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the home folder {self.path}: {error.strerror}"
+            ) from None
 
     def _check_embedding_model(self, store: Store) -> None:
         recorded = store.get_setting(EMBEDDING_MODEL_KEY)

@@ -37,8 +37,11 @@ class VectorIndex:
         self.dirty = False
 
     @classmethod
-    def open(cls, path: Path, dimension: int, store: Store | None = None) -> VectorIndex:
-        """Load the index at `path` (or start an empty one) and bring it in step with `store`."""
+    def open(cls, path: Path, dimension: int | None, store: Store | None = None) -> VectorIndex:
+        """Load the index at `path` (or start an empty one) and bring it in step with `store`.
+
+        A `dimension` of None takes the file's own (to inspect an index without a model).
+        """
         index: faiss.Index | None = None
         if path.exists():
             try:
@@ -48,11 +51,15 @@ class VectorIndex:
                     f"the vector index {path} is unreadable ({str(error).splitlines()[0]}); "
                     "run `assistant reindex` to rebuild it from the database"
                 ) from None
+            if dimension is None:
+                dimension = int(index.d)
             if index.d != dimension:
                 raise IndexStateError(
                     f"the vector index {path} holds {index.d}-dimensional vectors but the "
                     f"embedding model makes {dimension}; run `assistant reindex`"
                 )
+        if dimension is None:
+            raise IndexStateError(f"there is no vector index at {path}")
         vectors = cls(path, dimension, index)
         if store is not None:
             vectors.reconcile(store)
@@ -93,15 +100,20 @@ class VectorIndex:
             scores, ids = self.index.search(query, min(k, len(self)))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
+    def differences(self, store: Store) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk ids the store has and the index lacks, and those only the index has."""
+        wanted = store.chunk_ids()
+        have = self.ids()
+        missing = np.setdiff1d(wanted, have, assume_unique=True)
+        stale = np.setdiff1d(have, wanted, assume_unique=True)
+        return missing, stale
+
     def reconcile(self, store: Store) -> tuple[int, int]:
         """Add the store's chunks the index lacks, drop the ones the store lost.
 
         Returns (added, removed). Cheap when nothing differs: one id query and a set difference.
         """
-        wanted = store.chunk_ids()
-        have = self.ids()
-        missing = np.setdiff1d(wanted, have, assume_unique=True)
-        stale = np.setdiff1d(have, wanted, assume_unique=True)
+        missing, stale = self.differences(store)
         if len(stale):
             self.remove(stale)
         added = 0

@@ -7,17 +7,23 @@ can draw a progress bar without this module knowing about terminals.
   being read or embedded; the embedder is not even loaded when nothing changed.
 - A changed file's documents are replaced in one transaction; for a JSONL corpus only the rows
   whose content changed are re-embedded.
-- Re-ingesting a folder removes the documents whose files are gone from it.
-- Chunks from many files are embedded together in large batches; each file is committed on its
-  own, and the vector index is saved every `index_save_seconds`. A kill loses at most the files
-  not yet committed, and the next run picks them up (the index is reconciled on open).
-- Every file we do not ingest is reported with its reason; nothing is dropped silently.
+- Re-ingesting a folder removes the documents whose files are gone from it (but not those under
+  a folder it could not list, or of a file it could not read this time).
+- Chunks from many files are embedded together, a slice of a few seconds at a time; each file (or
+  part of a big file) is committed as soon as its slice is embedded, and the vector index is saved
+  every `index_save_seconds`. A kill loses at most the last few seconds of embedding, and the
+  next run picks up the rest (the index is reconciled with the database on open).
+- What to read, and what to pass over, is decided in `discovery`; every file we do not ingest is
+  reported with its reason, and nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import hashlib
 import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -27,21 +33,15 @@ from pathlib import Path
 import numpy as np
 
 from assistant.chunking import chunk_document
+from assistant.discovery import Skipped, discover
 from assistant.embedding import passage_text
-from assistant.errors import InputError
 from assistant.home import Home
-from assistant.readers import Document, UnreadableFile, detect_format, read_documents
+from assistant.readers import Document, UnreadableFile, read_documents
 from assistant.store import DocumentRow, NewChunk, NewDocument
 
-# Folders that hold build output or dependencies, never a user's documents.
-SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages", "venv"})
-FLUSH_CHUNKS = 256  # embed once this many chunks are waiting
-
-
-@dataclass(frozen=True)
-class Skipped:
-    path: str
-    reason: str
+FLUSH_CHUNKS = 256  # start embedding once this many chunks are waiting
+COMMIT_SECONDS = 5.0  # embed about this long between commits: what a kill can lose
+FIRST_SLICE_CHUNKS = 16  # the first slice, before the embedding speed is known
 
 
 @dataclass
@@ -97,59 +97,8 @@ class _PendingFile:
     path: str
     is_new: bool
     documents: list[tuple[NewDocument, list[str]]]  # document (chunks without vectors) + texts
-    keep_keys: list[str]  # the file's other documents, which this group's commit must keep
+    keep_keys: list[str]  # every document key of the file once ingested: commits keep the others
     last: bool = True  # the file's last group: counting it as added/updated happens here
-
-
-def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Path], list[Skipped]]:
-    """Files to read, folders walked (for removals), and what was skipped while walking."""
-    files: list[Path] = []
-    folders: list[Path] = []
-    skipped: list[Skipped] = []
-    for given in paths:
-        if not given.exists():
-            raise InputError(f"no such file or folder: {given}")
-        path = given.resolve()
-        if path.is_file():
-            if detect_format(path) is None:
-                skipped.append(Skipped(str(path), _unsupported(path)))
-            else:
-                files.append(path)
-            continue
-        folders.append(path)
-        visited: set[tuple[int, int]] = set()
-        for folder, subfolders, names in os.walk(path, followlinks=True, onerror=None):
-            status = os.stat(folder)
-            if (status.st_dev, status.st_ino) in visited:
-                skipped.append(Skipped(folder, "symbolic link loop"))
-                subfolders[:] = []
-                continue
-            visited.add((status.st_dev, status.st_ino))
-            for name in sorted(subfolders):
-                if name.startswith(".") or name in SKIPPED_FOLDERS:
-                    reason = "hidden folder" if name.startswith(".") else "dependency folder"
-                    skipped.append(Skipped(os.path.join(folder, name), reason))
-            subfolders[:] = sorted(
-                name
-                for name in subfolders
-                if not name.startswith(".") and name not in SKIPPED_FOLDERS
-            )
-            for name in sorted(names):
-                file_path = Path(folder) / name
-                if name.startswith("."):
-                    skipped.append(Skipped(str(file_path), "hidden file"))
-                elif detect_format(file_path) is None:
-                    skipped.append(Skipped(str(file_path), _unsupported(file_path)))
-                elif not file_path.is_file():
-                    skipped.append(Skipped(str(file_path), "not a regular file"))
-                else:
-                    files.append(file_path)
-    unique = list(dict.fromkeys(files))
-    return unique, folders, skipped
-
-
-def _unsupported(path: Path) -> str:
-    return f"unsupported type ({path.suffix.lower() or 'no extension'})"
 
 
 def ingest(home: Home, paths: Sequence[Path]) -> Iterator[IngestProgress | IngestSummary]:
@@ -173,12 +122,13 @@ def ingest(home: Home, paths: Sequence[Path]) -> Iterator[IngestProgress | Inges
                 yield from writer.flush()
     yield from writer.flush()
 
-    seen = {str(path) for path in files} | {item.path for item in summary.skipped}
+    ingested = {str(path) for path in files}
+    kept = {item.path for item in summary.skipped if not item.forget}
     vanished = [
         stored
         for folder in folders
         for stored in sorted({row.path for row in home.store.documents(str(folder))})
-        if stored not in seen
+        if stored not in ingested and not _under_any(stored, kept)
     ]
     if vanished:
         removed_ids = home.store.forget_paths(vanished)
@@ -191,7 +141,15 @@ def ingest(home: Home, paths: Sequence[Path]) -> Iterator[IngestProgress | Inges
 
 
 class _Writer:
-    """Embeds waiting groups together, commits each, and keeps the vector index in step."""
+    """Embeds waiting documents a slice at a time, commits what each slice completes, and keeps
+    the vector index in step.
+
+    A slice holds about `COMMIT_SECONDS` of embedding at the speed measured on the slice before,
+    so commits come every few seconds however slow the machine. Documents are the unit: a file
+    whose documents span slices is committed in parts, and until its last part its documents
+    carry no file hash, so a run that is killed half-way through it is finished by the next one,
+    which embeds only the documents not yet stored.
+    """
 
     def __init__(self, home: Home, summary: IngestSummary, files_total: int) -> None:
         self.home = home
@@ -200,38 +158,61 @@ class _Writer:
         self.pending: list[_PendingFile] = []
         self.pending_chunks = 0
         self.chunks_done = 0
+        self.slice_chunks = FIRST_SLICE_CHUNKS
         self.last_save = time.monotonic()
 
     def flush(self) -> Iterator[IngestProgress]:
-        if not self.pending:
-            return
-        texts = [text for item in self.pending for _, texts in item.documents for text in texts]
-        vectors = self.home.embedder.embed(texts)
-        offset = 0
-        index = self.home.index
-        for item in self.pending:
-            documents: list[NewDocument] = []
-            for document, document_texts in item.documents:
-                documents.append(
-                    _with_vectors(document, vectors[offset : offset + len(document_texts)])
-                )
-                offset += len(document_texts)
-            removed, added = self.home.store.replace_file(item.path, documents, item.keep_keys)
-            index.remove(removed)
-            if added:
-                index.add(np.asarray(added, dtype=np.int64), _stack(documents))
-            self.summary.chunks_added += len(added)
-            self.summary.chunks_removed += len(removed)
-            self.chunks_done += len(added)
-            if item.last:
-                (self.summary.added if item.is_new else self.summary.updated).append(item.path)
-            done = len(self.summary.added) + len(self.summary.updated)
-            yield IngestProgress(done, self.files_total, self.chunks_done, item.path)
-        self.pending = []
+        while self.pending:
+            part = self._take_slice()
+            texts = [text for _, documents, _ in part for _, texts in documents for text in texts]
+            started = time.monotonic()
+            vectors = self.home.embedder.embed(texts)
+            if texts:
+                speed = len(texts) / max(time.monotonic() - started, 1e-3)
+                self.slice_chunks = max(1, int(speed * COMMIT_SECONDS))
+            offset = 0
+            for item, documents, final in part:
+                ready: list[NewDocument] = []
+                for document, document_texts in documents:
+                    end = offset + len(document_texts)
+                    ready.append(_with_vectors(document, vectors[offset:end], final))
+                    offset = end
+                self._commit(item, ready, final)
+                done = len(self.summary.added) + len(self.summary.updated)
+                yield IngestProgress(done, self.files_total, self.chunks_done, item.path)
+            if time.monotonic() - self.last_save > self.home.config.index_save_seconds:
+                self.home.index.save()
+                self.last_save = time.monotonic()
         self.pending_chunks = 0
-        if time.monotonic() - self.last_save > self.home.config.index_save_seconds:
-            index.save()
-            self.last_save = time.monotonic()
+
+    def _take_slice(self) -> list[tuple[_PendingFile, list[tuple[NewDocument, list[str]]], bool]]:
+        """Whole documents from the head of the queue, about `slice_chunks` chunks (at least
+        one document); each with its file and whether this part finishes the file."""
+        taken: list[tuple[_PendingFile, list[tuple[NewDocument, list[str]]], bool]] = []
+        count = 0
+        while self.pending and count < self.slice_chunks:
+            item = self.pending[0]
+            documents: list[tuple[NewDocument, list[str]]] = []
+            while item.documents and count < self.slice_chunks:
+                document = item.documents.pop(0)
+                documents.append(document)
+                count += len(document[1])
+            if not item.documents:
+                self.pending.pop(0)
+            taken.append((item, documents, item.last and not item.documents))
+        return taken
+
+    def _commit(self, item: _PendingFile, documents: list[NewDocument], final: bool) -> None:
+        index = self.home.index  # opened (and reconciled) before the commit, not after it
+        removed, added = self.home.store.replace_file(item.path, documents, item.keep_keys)
+        index.remove(removed)
+        if added:
+            index.add(np.asarray(added, dtype=np.int64), _stack(documents))
+        self.summary.chunks_added += len(added)
+        self.summary.chunks_removed += len(removed)
+        self.chunks_done += len(added)
+        if final:
+            (self.summary.added if item.is_new else self.summary.updated).append(item.path)
 
 
 def _changes(
@@ -243,6 +224,8 @@ def _changes(
     key = str(path)
     try:
         status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "no longer a regular file")
         if status.st_size > config.max_file_bytes:
             summary.skipped.append(
                 Skipped(key, f"larger than {config.max_file_bytes // 1_000_000} MB")
@@ -253,7 +236,7 @@ def _changes(
         ):
             summary.unchanged.append(key)
             return []
-        data = path.read_bytes()
+        data = _read_regular(path)
     except OSError as error:
         summary.skipped.append(Skipped(key, f"cannot read ({error.strerror})"))
         return []
@@ -290,15 +273,28 @@ def _changes(
         current.append((new_document, texts))
         current_chunks += len(texts)
         if current_chunks >= FLUSH_CHUNKS:
-            groups.append(_PendingFile(key, not existing, current, [], last=False))
+            groups.append(_PendingFile(key, not existing, current, final_keys, last=False))
             current, current_chunks = [], 0
     if current:
-        groups.append(_PendingFile(key, not existing, current, [], last=False))
-    for group in groups:
-        own = {document.key for document, _ in group.documents}
-        group.keep_keys = [k for k in final_keys if k not in own]
+        groups.append(_PendingFile(key, not existing, current, final_keys, last=False))
     groups[-1].last = True
     return groups
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file. Opened without blocking, so a file swapped for a named pipe
+    since the walk fails here instead of waiting for a writer forever."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(handle, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise OSError(errno.EINVAL, "no longer a regular file")
+        return stream.read()
+
+
+def _under_any(path: str, folders: set[str]) -> bool:
+    """Whether `path` is one of `folders` or lies under one."""
+    candidate = Path(path)
+    return any(str(folder) in folders for folder in (candidate, *candidate.parents))
 
 
 def _prepare(
@@ -340,21 +336,16 @@ def _prepare(
     return [passage_text(chunk.heading, chunk.text) for chunk in chunks], new_document
 
 
-def _with_vectors(document: NewDocument, vectors: np.ndarray) -> NewDocument:
+def _with_vectors(document: NewDocument, vectors: np.ndarray, final: bool) -> NewDocument:
+    """The document with its chunks' vectors; marked unfinished (no file hash, no size) unless
+    this commit completes its file, so that an interrupted file is never taken as unchanged."""
     chunks = [
-        NewChunk(
-            ordinal=chunk.ordinal,
-            text=chunk.text,
-            start_line=chunk.start_line,
-            end_line=chunk.end_line,
-            page=chunk.page,
-            heading=chunk.heading,
-            token_count=chunk.token_count,
-            embedding=vector,
-        )
+        dataclasses.replace(chunk, embedding=vector)
         for chunk, vector in zip(document.chunks, vectors, strict=True)
     ]
-    return NewDocument(**{**document.__dict__, "chunks": chunks})
+    if final:
+        return dataclasses.replace(document, chunks=chunks)
+    return dataclasses.replace(document, chunks=chunks, file_hash="", size=-1)
 
 
 def _stack(documents: Sequence[NewDocument]) -> np.ndarray:

@@ -1,10 +1,9 @@
 """An optional llama.cpp engine for GGUF models on the CPU, through the `xllamacpp` wheel.
 
 It offers what callers use of `assistant.generation.LanguageModel` (`stream`, `complete`,
-`count_tokens`, `count_message_tokens`, `context_length`, `last_stats`) and is meant for the one
-case where llama.cpp is much faster: a quantized .gguf file on the CPU. llama.cpp decodes the
-quantized weights directly, so there is no de-quantized dense copy either. It is not wired into the
-default path and xllamacpp is not a dependency; `usable(config)` says whether it could be used.
+`count_tokens`, `count_message_tokens`, `context_length`, `last_stats`) for a .gguf file on the
+CPU: llama.cpp decodes the quantized weights directly, with no de-quantized dense copy. With
+`engine=auto`, `engines` runs it wherever it was measured faster than ours (AVX2-only CPUs).
 
 The prompt is built exactly as `LanguageModel` builds it (the transformers tokenizer read from the
 GGUF file, its chat template, no added special tokens) and handed to llama.cpp as token ids, so
@@ -19,7 +18,6 @@ listens on an ephemeral 127.0.0.1 port; a random API key keeps other local progr
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import queue
 import secrets
@@ -34,6 +32,7 @@ from assistant.devices import available_cores
 from assistant.errors import ModelError
 from assistant.generation import GenerationStats, TemplatedModel
 from assistant.models import resolve_language_model
+from assistant.weights import gguf_tokenizer
 
 # As in assistant.generation, and more so: llama.cpp's OpenMP workers spin-wait by default, and on
 # a busy 2-core machine that made decoding 200x slower (0.3 instead of ~65 tokens/s). libgomp
@@ -42,18 +41,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _FINISH = {"stop": "eos", "length": "length"}
 _END = object()  # the queue's last item: the request has returned
-
-
-def usable(config: Config) -> bool:
-    """True when xllamacpp is importable, the device is the CPU and the model a .gguf file."""
-    if config.device not in ("cpu", "auto") or importlib.util.find_spec("xllamacpp") is None:
-        return False
-    if config.device == "auto":
-        import torch
-
-        if torch.cuda.is_available():
-            return False
-    return resolve_language_model(config.model).gguf_file is not None
 
 
 class LlamaCppModel(TemplatedModel):
@@ -68,21 +55,30 @@ class LlamaCppModel(TemplatedModel):
         self.device = "cpu"
         self.context_length = context_length
         self.last_stats: GenerationStats | None = None
+        self._api_key = ""
+
+    @property
+    def http_address(self) -> str:
+        """Where llama.cpp's server listens (127.0.0.1, an ephemeral port): every request to it
+        needs the random key only this process holds, so other local users cannot use it."""
+        return str(self._server.listening_address)
 
     @classmethod
-    def load(cls, config: Config) -> LlamaCppModel:
-        """Start llama.cpp on `config.model` (a .gguf file) with one thread per available core."""
-        from transformers import AutoConfig, AutoTokenizer
-
+    def load(
+        cls, config: Config, *, step_threads: int | None = None, weights_file: Path | None = None
+    ) -> LlamaCppModel:
+        """Start llama.cpp on `config.model` (a .gguf file): the prompt's pass on every
+        available core, one-token steps on `step_threads` (default: every core too).
+        `weights_file`: another GGUF file of the same model to read the weights from (the
+        8-bit copy `weights.eight_bit_gguf` makes); the tokenizer is the model's own."""
         source = resolve_language_model(config.model)
         if source.gguf_file is None:
             raise ModelError(f"model {config.model!r} is not a .gguf file; llama.cpp needs one")
-        path = Path(source.location) / source.gguf_file
+        path = weights_file or Path(source.location) / source.gguf_file
         try:
             import xllamacpp
 
-            tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
-            model_config = AutoConfig.from_pretrained(source.location, gguf_file=source.gguf_file)
+            tokenizer, model_config = gguf_tokenizer(source, config.models_dir)
         except (ImportError, OSError, ValueError, KeyError) as error:
             raise ModelError(f"cannot load model {config.model!r}: {error}") from error
         if not getattr(tokenizer, "chat_template", None):
@@ -98,15 +94,18 @@ class LlamaCppModel(TemplatedModel):
         params.model.path = str(path)
         params.n_ctx = context_length
         params.n_parallel = 1
-        params.cpuparams.n_threads = available_cores()
+        params.cpuparams.n_threads = step_threads or available_cores()
         params.cpuparams_batch.n_threads = available_cores()
-        params.api_keys = [secrets.token_urlsafe(32)]  # guards the HTTP port, not in-process calls
+        api_key = secrets.token_urlsafe(32)  # guards the HTTP port, not in-process calls
+        params.api_keys = [api_key]
         params.verbosity = -1  # llama.cpp's log would flood the terminal; load errors still raise
         try:
             server = xllamacpp.Server(params)
         except RuntimeError as error:
             raise ModelError(f"llama.cpp cannot load {path}: {error}") from error
-        return cls(config, server, tokenizer, context_length)
+        model = cls(config, server, tokenizer, context_length)
+        model._api_key = api_key
+        return model
 
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
@@ -118,7 +117,19 @@ class LlamaCppModel(TemplatedModel):
         """
         started = time.perf_counter()
         prompt_ids, limit = self._fitting_prompt(messages, max_new_tokens)
-        return self._decode(self._request(prompt_ids, limit), len(prompt_ids), started)
+        return self._token_stream(prompt_ids, limit, started)
+
+    def _token_stream(
+        self, prompt_ids: list[int], limit: int, started: float, *, stop_at_eos: bool = True
+    ) -> Generator[str, None, None]:
+        request = self._request(prompt_ids, limit)
+        if not stop_at_eos:
+            request["ignore_eos"] = True
+        return self._decode(request, len(prompt_ids), started)
+
+    def close(self) -> None:
+        """Stop llama.cpp's server and free its model (the next request would fail)."""
+        self._server = None
 
     def _request(self, prompt_ids: list[int], limit: int) -> dict[str, Any]:
         """llama.cpp's completion request, with the samplers in transformers' order."""
@@ -171,7 +182,7 @@ class LlamaCppModel(TemplatedModel):
                 chunks.put(_END)
 
         worker = threading.Thread(target=work, name="llama.cpp request", daemon=True)
-        new_tokens, first_piece_at, stopped = 0, 0.0, "cancelled"
+        new_tokens, first_piece_at, first_token_at, stopped = 0, 0.0, 0.0, "cancelled"
         try:
             worker.start()
             while (chunk := chunks.get()) is not _END:
@@ -182,6 +193,7 @@ class LlamaCppModel(TemplatedModel):
                     stopped = _FINISH.get(choice["finish_reason"], "eos")
                 if "usage" in chunk:
                     new_tokens = int(chunk["usage"].get("completion_tokens", new_tokens))
+                first_token_at = first_token_at or time.perf_counter()
                 piece = choice.get("text", "")
                 if piece:
                     new_tokens += 1  # one token a chunk, but the final count comes with usage
@@ -199,4 +211,5 @@ class LlamaCppModel(TemplatedModel):
                 ttft_s=(first_piece_at or ended) - started,
                 generation_s=ended - started,
                 stopped=stopped,
+                first_token_s=(first_token_at or ended) - started,
             )

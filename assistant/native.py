@@ -56,7 +56,7 @@ def _build_key(source: Path, tool: str) -> str:
     """Changes with the source, the compiler, the flags and the CPU (-march=native)."""
     digest = hashlib.sha256(source.read_bytes())
     digest.update(" ".join((tool, _compiler_version(tool), *FLAGS)).encode())
-    digest.update(_cpu_identity().encode())
+    digest.update(cpu_identity().encode())
     return digest.hexdigest()[:16]
 
 
@@ -70,7 +70,7 @@ def _compiler_version(tool: str) -> str:
     return result.stdout.split("\n", 1)[0]
 
 
-def _cpu_identity() -> str:
+def cpu_identity() -> str:
     """The CPU's model and instruction-set flags (Linux), else what platform knows."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()

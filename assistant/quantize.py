@@ -9,14 +9,15 @@ scales and minimums are rounded to bfloat16, the kernel's type, and a layer's in
 bfloat16 before its matrix product (llama.cpp rounds it to 8-bit integers), while everything
 between the products (norms, attention, residuals) stays float32.
 
-The prompt's pass multiplies a whole matrix of rows at once, where the 4-bit kernel is no faster
-than float32 (measured at 1,500 rows: 2.0 s against 1.8 s per pass). For it each layer keeps its
-weights as 8-bit integers with one scale per output (`prompt_int8`), and the prompt's rows are
-rounded to 8-bit integers with one scale per row, the few input channels with the largest
-magnitudes kept apart in float32 (the decomposition of LLM.int8(), Dettmers et al. 2022: a handful
-of channels hold the outliers that would otherwise coarsen every row's scale). Products of 8-bit
-integers run ~4.5x faster than float32 here (AVX512-VNNI). One-token steps keep the 4-bit kernel,
-and so does the output head, which only ever sees the last row.
+The prompt's pass multiplies a whole matrix of rows at once, where the 4-bit kernel is often no
+faster than float32. For it a layer can keep its weights as 8-bit integers with one scale per output
+(`prompt_products="int8"`), and the prompt's rows are rounded to 8-bit integers with one scale per
+row, the few input channels with the largest magnitudes kept apart in float32 (the decomposition of
+LLM.int8(), Dettmers et al. 2022: a handful of channels hold the outliers that would otherwise
+coarsen every row's scale); or keep its float32 weights (`prompt_products="float32"`). Which one
+runs is measured on the CPU at hand (`kernel_plan`): 8-bit integer products are fast only where the
+CPU multiplies them natively (AVX512-VNNI), and a reference loop elsewhere. One-token steps keep
+the 4-bit kernel, and so does the output head, which only ever sees the last row.
 
 `evals/bench/generation.py` measures the speed, `assistant eval qa` the answers.
 """
@@ -27,12 +28,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional
+
+from assistant.gemv import Gemv4, pack
 
 GROUP_SIZE = 32
 _LEVELS = 15  # 4-bit codes 0..15
 _INT8 = 127  # symmetric 8-bit codes -127..127
-# Products of at least this many rows (the prompt's pass) run in 8-bit integers when the layer has
-# 8-bit weights; fewer (the one-token steps) run on the 4-bit codes.
+# Products of at least this many rows (the prompt's pass) run in 8-bit integers or float32 when the
+# layer keeps such weights; fewer (the one-token steps) run on the 4-bit codes.
 INT8_MIN_ROWS = 16
 # Input channels kept in float32, chosen per product by their largest magnitude over the rows.
 OUTLIER_CHANNELS = 8
@@ -47,7 +51,8 @@ def int4_supported() -> bool:
 
 
 def int8_supported() -> bool:
-    """Whether this torch multiplies 8-bit integer matrices on the CPU."""
+    """Whether this torch has 8-bit integer matrix products on the CPU (not whether they are fast:
+    `kernel_plan` measures that)."""
     return hasattr(torch, "_int_mm")
 
 
@@ -96,14 +101,23 @@ class Int4Linear(nn.Module):
     Each group of `group_size` weights is `(code - 8) * scale + zero` (the kernel's convention),
     with `zero = minimum + 8 * scale`, which is the GGUF Q4_1 form `code * scale + minimum`.
     Given an `Int8Rows`, it also keeps the weights as 8-bit codes (`codes8`, one scale per output
-    in `scale8`) and multiplies products of `INT8_MIN_ROWS` rows or more with them.
+    in `scale8`) and multiplies products of `INT8_MIN_ROWS` rows or more with them; with
+    `keep_float32`, it multiplies those with the float32 weight instead. Given a `Gemv4`, one-row
+    products (decoding steps) run in that C kernel on the same codes, with float32 scales.
     """
 
     codes8: torch.Tensor
     scale8: torch.Tensor
+    _gemv_weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
     def __init__(
-        self, linear: nn.Linear, group_size: int = GROUP_SIZE, rows: Int8Rows | None = None
+        self,
+        linear: nn.Linear,
+        group_size: int = GROUP_SIZE,
+        rows: Int8Rows | None = None,
+        *,
+        keep_float32: bool = False,
+        gemv: Gemv4 | None = None,
     ) -> None:
         super().__init__()
         weight = linear.weight.detach().to(torch.float32)
@@ -129,6 +143,10 @@ class Int4Linear(nn.Module):
         self.out_features = out_features
         self.group_size = group_size
         self._rows = rows
+        self._float32 = linear.weight.detach() if keep_float32 and rows is None else None
+        self._gemv = gemv if group_size == 32 else None  # the kernel's layout
+        if self._gemv is not None:  # one-row products in the C kernel (gemv.py), these codes
+            self._gemv_weights = pack(codes, scale, minimum)
         if rows is not None:
             codes8, scale8 = _int8_per_output(weight)
             self.register_buffer("codes8", codes8)
@@ -136,6 +154,14 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
+        if self._gemv is not None and rows.shape[0] == 1 and x.dtype == torch.float32:
+            if self._rows is not None:
+                self._rows.clear()
+            y = self._gemv(*self._gemv_weights, rows[0].contiguous())
+            y = y.reshape(*x.shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
+        if self._float32 is not None and rows.shape[0] >= INT8_MIN_ROWS:
+            return functional.linear(x, self._float32, self.bias)
         if self._rows is not None:
             if rows.shape[0] >= INT8_MIN_ROWS and x.dtype == torch.float32:
                 return self._int8_forward(x)
@@ -173,13 +199,23 @@ def _int8_per_output(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes.t().contiguous(), scale
 
 
-def quantize_linears(model: Any, group_size: int = GROUP_SIZE, *, prompt_int8: bool = True) -> int:
+def quantize_linears(
+    model: Any,
+    group_size: int = GROUP_SIZE,
+    *,
+    prompt_products: str = "int4",
+    gemv: Gemv4 | None = None,
+) -> int:
     """Replace every `nn.Linear` of a CPU model (the output head included, untied from the input
     embedding, which stays float32 for lookups) by an `Int4Linear`; returns how many were replaced.
-    With `prompt_int8` (and a torch that can) all but the output head also keep 8-bit weights for
-    the prompt's pass.
+    `prompt_products`: what all but the output head multiply the prompt's rows with: "int4" (the
+    4-bit codes), "int8" (8-bit copies of the weights) or "float32" (the float32 weights kept).
+    `gemv`: the C kernel for one-row products (decoding steps), else torch's int4 kernel.
     A layer whose shape the kernel cannot take stays as it is."""
-    rows = Int8Rows() if prompt_int8 and int8_supported() else None
+    if prompt_products not in ("int4", "int8", "float32"):
+        raise ValueError(f"prompt_products must be int4, int8 or float32, not {prompt_products!r}")
+    rows = Int8Rows() if prompt_products == "int8" and int8_supported() else None
+    keep_float32 = prompt_products == "float32"
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     replaced = 0
     for parent in list(model.modules()):
@@ -187,7 +223,13 @@ def quantize_linears(model: Any, group_size: int = GROUP_SIZE, *, prompt_int8: b
             if not isinstance(child, nn.Linear):
                 continue
             try:
-                quantized = Int4Linear(child, group_size, None if child is head else rows)
+                quantized = Int4Linear(
+                    child,
+                    group_size,
+                    None if child is head else rows,
+                    keep_float32=keep_float32 and child is not head,
+                    gemv=gemv,
+                )
             except (ValueError, RuntimeError):
                 continue
             setattr(parent, name, quantized)
@@ -200,7 +242,7 @@ def quantize_linears(model: Any, group_size: int = GROUP_SIZE, *, prompt_int8: b
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, Int4Linear):
-                continue
+                continue  # its float32 weight, if kept, stays in the mapping: it is read as is
             for tensor in [*module.parameters(False), *module.buffers(False)]:
                 tensor.data = tensor.data.clone()
     config: Any = getattr(model, "config", None)

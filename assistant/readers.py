@@ -13,7 +13,9 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,18 +159,19 @@ def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
 
     encrypted = False
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        # Many PDFs are encrypted only against editing, with an empty password for reading.
-        encrypted = reader.is_encrypted
-        if encrypted and not reader.decrypt(""):
-            raise UnreadableFile("encrypted PDF (needs a password)")
-        blocks: list[Block] = []
-        for number, page in enumerate(reader.pages, start=1):
-            page_text = (page.extract_text() or "").replace("\r\n", "\n").replace("\r", "\n")
-            blocks.extend(paragraph_blocks(page_text.split("\n"), 1, (), page=number))
-        title = ""
-        if reader.metadata is not None and reader.metadata.title:
-            title = str(reader.metadata.title)
+        with _quiet_logger("pypdf"):
+            reader = pypdf.PdfReader(io.BytesIO(data))
+            # Many PDFs are encrypted only against editing, with an empty password for reading.
+            encrypted = reader.is_encrypted
+            if encrypted and not reader.decrypt(""):
+                raise UnreadableFile("encrypted PDF (needs a password)")
+            blocks: list[Block] = []
+            for number, page in enumerate(reader.pages, start=1):
+                page_text = (page.extract_text() or "").replace("\r\n", "\n").replace("\r", "\n")
+                blocks.extend(paragraph_blocks(page_text.split("\n"), 1, (), page=number))
+            title = ""
+            if reader.metadata is not None and reader.metadata.title:
+                title = str(reader.metadata.title)
     except UnreadableFile:
         raise
     except Exception as error:  # pypdf fails in many ways on damaged files; all mean "skip it"
@@ -179,6 +182,22 @@ def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
     if not title.strip():
         title = blocks[0].text.split("\n")[0][:120]
     return blocks, title
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Silence a library's logger for a while.
+
+    pypdf logs to stderr what it also raises ("EOF marker not found"); the ingest summary already
+    names the file and the reason, and a log line without the file's name helps no one.
+    """
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _jsonl_documents(path: Path, text: str) -> Iterator[Document]:

@@ -2,7 +2,8 @@
 
 Shared by `assistant ask` and `assistant chat`. While the model streams, its raw text is shown
 live; when the answer has been checked, the live view is replaced by the checked answer: supported
-sentences with the system's citations, unsupported ones dimmed and marked, or the abstention.
+sentences with the system's citations, unsupported ones dimmed and marked, or the abstention,
+and a dim note when the context window cut the passages asked for (`-k`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,17 @@ def sources_text(answer: Answer) -> Text:
     return text
 
 
+def cut_note(answer: Answer) -> Text:
+    """A dim line when `k` was larger than the model's context window holds; else empty."""
+    if answer.k_used >= answer.k_requested:
+        return Text("")
+    return Text(
+        f"k cut from {answer.k_requested} to {answer.k_used}: "
+        "the model's context window holds no more passages.\n",
+        style="dim",
+    )
+
+
 def passages_text(passages: Iterable[Passage]) -> Text:
     """Passages in full, numbered as in the prompt (for /sources)."""
     text = Text()
@@ -113,6 +125,7 @@ def show_answer(console: Console, events: Iterator[AnswerEvent]) -> Answer | Non
         if final is not None:
             console.print(answer_text(final))
             console.print(sources_text(final), end="")
+            console.print(cut_note(final), end="")
         return final
     streamed = Text(style="dim")
     status = Text("searching your documents…", style="dim italic")
@@ -137,4 +150,6 @@ def show_answer(console: Console, events: Iterator[AnswerEvent]) -> Answer | Non
 
 
 def _final(answer: Answer) -> Group:
-    return Group(answer_text(answer), Text(""), sources_text(answer))
+    note = cut_note(answer)
+    parts = [answer_text(answer), Text(""), sources_text(answer)]
+    return Group(*parts, note) if note else Group(*parts)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
+    inspect,
     select,
 )
 
@@ -154,6 +155,15 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0002_chunks_fts5", _create_fts),
     ("0003_sessions_messages", _create_sessions),
 ]
+
+
+def pending_migrations(engine: Engine) -> list[str]:
+    """The migrations not yet recorded, without writing anything (for a read-only database)."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table(schema_migrations.name):
+            return [name for name, _ in MIGRATIONS]
+        done = set(connection.execute(select(schema_migrations.c.name)).scalars())
+    return [name for name, _ in MIGRATIONS if name not in done]
 
 
 def migrate(engine: Engine) -> list[str]:

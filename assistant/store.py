@@ -6,7 +6,9 @@ an AUTOINCREMENT column and are never reused, which keeps FAISS ids and row ids 
 deletions. Schema changes are named, ordered migrations recorded in `schema_migrations`.
 
 On SQLite the store also keeps an FTS5 table over chunk text (kept in step by triggers) for BM25
-ranking; other databases work without the lexical ranker.
+ranking; other databases work without the lexical ranker. A store opened read-only (a home we
+may not write) applies no migration and refuses to open if one is waiting; how SQLite is opened,
+and how a damaged file is reported, is in `database.py`.
 """
 
 from __future__ import annotations
@@ -16,16 +18,13 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
     Connection,
     Engine,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
@@ -33,8 +32,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from assistant.database import open_engine, quick_check, sqlite_file
 from assistant.errors import StoreError
-from assistant.schema import chunks, documents, migrate, schema_migrations, settings
+from assistant.schema import (
+    chunks,
+    documents,
+    migrate,
+    pending_migrations,
+    schema_migrations,
+    settings,
+)
 
 
 @dataclass(frozen=True)
@@ -113,17 +120,20 @@ STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 class Store:
     """Documents and chunks in a SQLAlchemy database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.engine: Engine = create_engine(url)
-        except (SQLAlchemyError, ImportError, ValueError) as error:
-            raise StoreError(f"cannot open the database {url}: {error}") from error
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.migrate()
+        self.read_only = read_only
+        path = sqlite_file(url)
+        if path is not None and not read_only:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"cannot create the folder of {path}: {error}") from None
+        self.engine: Engine = open_engine(url, read_only)
+        if read_only:
+            self._refuse_pending_migrations()
+        else:
+            self.migrate()
 
     @property
     def has_lexical(self) -> bool:
@@ -138,6 +148,21 @@ class Store:
             return migrate(self.engine)
         except SQLAlchemyError as error:
             raise StoreError(f"cannot prepare the database {self.url}: {error}") from error
+
+    def _refuse_pending_migrations(self) -> None:
+        try:
+            waiting = pending_migrations(self.engine)
+        except SQLAlchemyError as error:
+            raise StoreError(f"cannot read the database {self.url}: {error}") from error
+        if waiting:
+            raise StoreError(
+                f"the database {self.url} needs upgrading ({', '.join(waiting)}) but is read-only "
+                "here; run any command (`assistant docs`) once with write access to upgrade it"
+            )
+
+    def check(self) -> list[str]:
+        """What the database's own consistency check finds wrong; empty when healthy."""
+        return quick_check(self.engine)
 
     def applied_migrations(self) -> list[str]:
         with self.engine.connect() as connection:
@@ -365,14 +390,3 @@ def _new_id(result: Any) -> int:
     if key is None:  # pragma: no cover - every table here has an integer primary key
         raise StoreError("the database did not return the new row's id")
     return int(key[0])
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # WAL: readers (ask, chat) keep working while an ingest writes; synchronous=NORMAL is safe
-    # with WAL (a crash loses at most the last transactions, never corrupts the file).
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()

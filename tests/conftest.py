@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +75,21 @@ def sample_environment(
         "ASSISTANT_CACHE_DIR": str(model_cache),
         "COLUMNS": "120",
     }
+
+
+@pytest.fixture
+def nested_folders() -> Iterator[tuple[Path, Path]]:
+    """2,000 folders one inside the other, with a file at the top and one at the bottom; returns
+    (top, bottom). Under a short temporary folder, so the deepest path stays within the system's
+    limit (4,096 bytes), and made one folder at a time (os.makedirs recurses)."""
+    top = Path(tempfile.mkdtemp(prefix="deep-")).resolve()
+    (top / "top.md").write_text("# Top\n\nThe top file.\n")
+    folders = [top]
+    for _ in range(2_000):
+        folders.append(folders[-1] / "d")
+        folders[-1].mkdir()
+    (folders[-1] / "bottom.md").write_text("# Bottom\n\nThe bottom file.\n")
+    try:
+        yield top, folders[-1]
+    finally:
+        subprocess.run(["rm", "-rf", str(top)], check=True)  # iterative, unlike shutil.rmtree

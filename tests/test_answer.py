@@ -1,7 +1,8 @@
 """The answer pipeline with a scripted language model (the real embedder, store and checker).
 
 The scripted model "generates" a fixed text one word at a time and counts the words it was
-asked for, so the tests see exactly when the answerer stops generation.
+asked for, so the tests see exactly when the answerer stops generation. A recording embedding
+function shows which texts the checker embedded.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from assistant.answer import Answer, Answerer, Retrieved
 from assistant.config import Config
 from assistant.embedding import Embedder
 from assistant.generation import GenerationStats
+from assistant.grounding import SupportChecker, evidence_units
 from assistant.home import Home
 from assistant.ingest import ingest
 
@@ -43,9 +47,9 @@ class ScriptedModel:
     """A chat model whose answer is fixed; `taken` counts the words streamed so far."""
 
     name = "scripted"
-    context_length = 4096
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, context_length: int = 4096) -> None:
+        self.context_length = context_length
         self.words = re.findall(r"\S+\s*", text)
         self.taken = 0
         self.last_stats: GenerationStats | None = None
@@ -72,12 +76,30 @@ class ScriptedModel:
         return "".join(self.stream(messages, max_new_tokens=max_new_tokens))
 
 
+class RecordingEmbed:
+    """The real embedding function, remembering every text it was given."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.texts: list[str] = []
+
+    def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.floating]:
+        self.texts.extend(texts)
+        return self.embedder.embed(texts)
+
+
 @contextmanager
-def _home(tmp_path: Path, embedder: Embedder, **settings: object) -> Iterator[Home]:
-    """A home with DOCUMENT ingested, under these settings; closed afterwards."""
+def _home(tmp_path: Path, embedder: Embedder, notes: int = 0, **settings: object) -> Iterator[Home]:
+    """A home with DOCUMENT and `notes` short notes ingested, under these settings; closed
+    afterwards."""
     folder = tmp_path / "docs"
     folder.mkdir(exist_ok=True)
     (folder / "kv-cache.md").write_text(DOCUMENT)
+    for number in range(notes):
+        (folder / f"note-{number}.md").write_text(
+            f"# Note {number}\n\nThe KV cache is kept in memory while the model decodes. "
+            "Each note repeats that the cache grows with every new token of the context.\n"
+        )
     home = Home(Config.load(environ={}, home=tmp_path / "home", **settings), embedder)
     try:
         for _ in ingest(home, [folder]):
@@ -217,3 +239,34 @@ def test_the_answer_type_check_can_be_turned_off(tmp_path: Path, embedder: Embed
         )
         assert answer.grounded.reason != "answer_type"
         assert not answer.abstained
+
+
+def test_a_k_far_larger_than_the_window_is_cut_before_anything_is_embedded(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    with _home(tmp_path, embedder, notes=40, answer_reserve=64) as home:
+        assert home.store.counts()["chunks"] > 40
+        recording = RecordingEmbed(embedder)
+        checker = SupportChecker(
+            recording,
+            threshold=home.config.support_threshold,
+            min_evidence_score=home.config.min_retrieval_score,
+        )
+        model = ScriptedModel(SUPPORTED, context_length=300)
+        events = list(Answerer(home, model, checker).ask(QUESTION, k=100_000))
+    retrieved, answer = events[0], events[-1]
+    assert isinstance(retrieved, Retrieved) and isinstance(answer, Answer)
+    # 300 tokens hold a handful of passages: only those were retrieved and ever embedded.
+    assert 1 <= len(answer.passages) <= len(retrieved.passages) <= 8
+    assert (answer.k_requested, answer.k_used) == (100_000, len(retrieved.passages))
+    assert answer.as_dict()["k_used"] == answer.k_used
+    units = {unit for passage in retrieved.passages for unit in evidence_units(passage.text)}
+    assert set(recording.texts) <= {QUESTION, SUPPORTED, *units}
+    assert answer.budget is not None and answer.budget.free >= 0
+
+
+def test_a_k_the_window_holds_is_used_as_asked(home: Home) -> None:
+    events = list(Answerer(home, ScriptedModel(SUPPORTED)).ask(QUESTION, k=3))
+    answer = events[-1]
+    assert isinstance(answer, Answer)
+    assert (answer.k_requested, answer.k_used) == (3, 3)  # the store holds fewer; not a cut

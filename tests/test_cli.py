@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from assistant.cli import app
+from tests.test_discovery import long_path
 
 
 @pytest.fixture
-def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, model_cache: Path):  # type: ignore[no-untyped-def]
     runner = CliRunner()
-    environment = {"ASSISTANT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    environment = {
+        "ASSISTANT_HOME": str(tmp_path / "home"),
+        "ASSISTANT_CACHE_DIR": str(model_cache),  # export the embedder once per session
+        "COLUMNS": "200",
+    }
 
     def invoke(*arguments: str):  # type: ignore[no-untyped-def]
         return runner.invoke(app, list(arguments), env=environment)
@@ -70,11 +78,14 @@ def test_info_says_what_attends_over_the_prompt(run, tmp_path: Path) -> None:  #
 
     result = run("info", "--json")
     assert result.exit_code == 0, result.output
-    shown = json.loads(result.output)["prompt_attention"]
+    details = json.loads(result.output)
+    shown = details["attention_kernel"]
     if native.compiler() is None:
-        assert shown == "torch: no C compiler found (cc, gcc, clang or $CC)"
+        assert shown == "unavailable: no C compiler found (cc, gcc, clang or $CC)"
     else:
-        assert shown in ("C kernel", "torch: this CPU lacks AVX512-BF16")
+        assert shown in ("available", "unavailable: this CPU lacks AVX512-BF16")
+    assert details["cpu"] and details["engine"]
+    assert details["torch_kernels"].startswith("measured at the first question")
 
 
 def test_info_names_a_missing_compiler(
@@ -84,7 +95,7 @@ def test_info_names_a_missing_compiler(
     monkeypatch.delenv("CC", raising=False)
     result = run("info")
     assert result.exit_code == 0, result.output
-    assert "torch: no C compiler found" in result.output
+    assert "unavailable: no C compiler found" in result.output
 
 
 def test_human_ingest_output_names_skipped_files(run, docs: Path) -> None:  # type: ignore[no-untyped-def]
@@ -124,3 +135,107 @@ def test_the_empty_home_hint_names_a_folder_that_exists_from_here(  # type: igno
     command = next(line for line in result.output.splitlines() if "assistant ingest" in line)
     folder = command.split("assistant ingest", 1)[1].strip()
     assert (tmp_path / folder).is_dir()
+
+
+def _ingest_json(run, *paths: Path) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    result = run("ingest", *(str(path) for path in paths), "--json")
+    assert result.exit_code == 0, result.output
+    summary: dict = json.loads(result.output)  # type: ignore[type-arg]
+    return summary
+
+
+def test_ingest_never_leaves_the_folder_given(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path = tmp_path.resolve()
+    (tmp_path / "secret.md").write_text("# Secret\n\nOutside the notes.\n")
+    notes = tmp_path / "notes"
+    (notes / "archive" / "2024").mkdir(parents=True)
+    (notes / "a.md").write_text("# A\n\nInside the notes.\n")
+    (notes / "archive" / "2024" / "plan.md").write_text("# Plan\n\nThe plan for 2024.\n")
+    (notes / "up").symlink_to("..", target_is_directory=True)  # would reach secret.md
+    (notes / "latest").symlink_to("archive/2024", target_is_directory=True)
+
+    summary = _ingest_json(run, notes)
+
+    assert sorted(summary["files"]["added"]) == [
+        str(notes / "a.md"),
+        str(notes / "archive" / "2024" / "plan.md"),  # once, though reachable twice
+    ]
+    assert summary["files"]["skipped"] == [
+        {
+            "path": str(notes / "up"),
+            "reason": f"symbolic link out of the folders given (to {tmp_path})",
+        }
+    ]
+    sources = [row["source"] for row in json.loads(run("docs", "--json").output)]
+    assert all(source.startswith(str(notes) + "/") for source in sources) and len(sources) == 2
+
+
+def test_ingest_walks_two_thousand_nested_folders(run, nested_folders) -> None:  # type: ignore[no-untyped-def]
+    top, bottom = nested_folders
+    summary = _ingest_json(run, top)
+    assert sorted(summary["files"]["added"]) == sorted(
+        [str(top / "top.md"), str(bottom / "bottom.md")]
+    )
+    assert summary["skipped"] == 0
+
+
+def test_ingest_names_what_it_cannot_list_or_read(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path = tmp_path.resolve()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nReadable.\n")
+    os.mkfifo(docs / "pipe.md")
+    long_path(docs, length=4_200)  # a folder no one can list: its path is over the limit
+
+    summary = _ingest_json(run, docs)
+
+    assert summary["added"] == 1
+    reasons = {Path(item["path"]).name[:8]: item["reason"] for item in summary["files"]["skipped"]}
+    assert reasons["pipe.md"] == "not a regular file (named pipe)"
+    assert reasons["nnnnnnnn"] == "cannot list this folder (File name too long)"
+
+
+def test_a_named_pipe_given_is_skipped_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.txt"
+    os.mkfifo(pipe)
+    environment = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", "ingest", str(pipe)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,  # reading the pipe would wait for ever
+    )
+    assert result.returncode == 0, result.stderr
+    assert "added 0" in result.stdout and "skipped 1" in result.stdout
+    assert "not a regular file (named pipe)" in result.stdout
+
+
+def test_a_linked_file_is_one_document_and_one_search_hit(run, docs: Path) -> None:  # type: ignore[no-untyped-def]
+    docs = docs.resolve()
+    (docs / "alias.md").symlink_to("cache.md")
+    summary = _ingest_json(run, docs)
+    assert summary["files"]["added"] == [str(docs / "cache.md")]
+    assert {"path": str(docs / "alias.md"), "reason": f"same file as {docs / 'cache.md'}"} in (
+        summary["files"]["skipped"]
+    )
+    hits = json.loads(run("search", "what does the cache store", "--json").output)
+    assert [hit["source"] for hit in hits] == [str(docs / "cache.md")]
+
+
+def test_messages_stay_on_one_line_when_not_a_terminal(tmp_path: Path) -> None:
+    """A log or a pipe wants one line per message, however narrow the (absent) terminal."""
+    runner = CliRunner()
+    environment = {"ASSISTANT_HOME": str(tmp_path / "home"), "COLUMNS": "40"}
+    missing = tmp_path / ("a-folder-with-a-rather-long-name-" * 3)
+    result = runner.invoke(app, ["ingest", str(missing)], env=environment)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: no such file or folder: {missing}"
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "notes.bin").write_bytes(b"\x00\x01")  # skipped: nothing to embed, no model loaded
+    result = runner.invoke(app, ["ingest", str(folder)], env=environment)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("added 0 ")
+    assert result.stdout.splitlines()[0].endswith(" s)")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -46,19 +46,31 @@ def test_engine_must_be_known() -> None:
 def test_weights_and_step_threads_are_checked() -> None:
     with pytest.raises(ConfigError, match="weights"):
         Config.load(environ={}, weights="int8")
-    with pytest.raises(ConfigError, match="decode_threads"):
-        Config.load(environ={"ASSISTANT_DECODE_THREADS": "-1"})
+    with pytest.raises(ConfigError, match="step_threads"):
+        Config.load(environ={"ASSISTANT_STEP_THREADS": "-1"})
+    with pytest.raises(ConfigError, match="prompt_products"):
+        Config.load(environ={"ASSISTANT_PROMPT_PRODUCTS": "fp8"})
+    with pytest.raises(ConfigError, match="native_attention"):
+        Config.load(environ={"ASSISTANT_NATIVE_ATTENTION": "maybe"})
+    with pytest.raises(ConfigError, match="must be a whole number"):
+        Config.load(environ={"ASSISTANT_TOP_K": "many"})
     with pytest.raises(ConfigError, match="min_supported_share"):
         Config.load(environ={}, min_supported_share=1.5)
-    config = Config.load(environ={"ASSISTANT_WEIGHTS": "dense", "ASSISTANT_DECODE_THREADS": "2"})
-    assert (config.weights, config.decode_threads) == ("dense", 2)
+    config = Config.load(environ={"ASSISTANT_WEIGHTS": "dense", "ASSISTANT_STEP_THREADS": "2"})
+    assert (config.weights, config.step_threads) == ("dense", 2)
+    assert Config.load(environ={}).engine == "auto"
 
 
 def test_llamacpp_engine_without_its_package_says_what_it_needs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from assistant.generation import load_chat_model
+    from assistant.engines import load_chat_model
 
-    monkeypatch.setitem(sys.modules, "xllamacpp", None)  # as if not installed
+    real = importlib.util.find_spec
+    monkeypatch.setattr(  # as if xllamacpp were not installed
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "xllamacpp" else real(name, *rest),
+    )
     with pytest.raises(ModelError, match="xllamacpp"):
         load_chat_model(Config.load(environ={}, engine="llamacpp", device="cpu"))

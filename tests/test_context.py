@@ -175,6 +175,12 @@ def test_random_prompts_fit_the_window_and_respect_priorities() -> None:
         for number, shown in enumerate(included, 1):
             assert format_passage(number, shown) in user
 
+        # The bounds the answerer searches and checks by leave out nothing that was included.
+        room = context.passage_room(system=system, question=question, turns=turns)
+        within = context.passages_within(passages, room)
+        assert within == passages[: len(within)] and len(included) <= len(within)
+        assert len(included) <= context.most_passages(room)
+
         # Older turns come after passages and the summary, and stay within the history share.
         if len(kept) >= 2:
             outcomes["older kept"] += 1
@@ -312,6 +318,44 @@ def test_messages_are_system_then_history_then_user() -> None:
     assert prompt.messages[2]["content"] == "Gustave Eiffel."
     assert prompt.messages[4]["content"] == "In 1889."
     assert prompt.folded_turns == 0 and prompt.dropped_passages == 0
+
+
+def test_passage_room_is_what_the_window_leaves_before_the_passages() -> None:
+    context = window(1000, 100)
+    empty = context.assemble(system="s", question="q", passages=[], summary="", turns=[])
+    room = context.passage_room(system="s", question="q")
+    assert room == 900 - empty.budget.total == 900 - minimal_prompt_tokens("s", "q")
+    # The latest turn comes before passages; the summary and older turns give way to them.
+    turns = [Turn("Who built it?", "Gustave Eiffel."), Turn("When?", "In 1889.")]
+    latest = turn_tokens(turns[-1], count_tokens) + 2 * MESSAGE_OVERHEAD
+    assert context.passage_room(system="s", question="q", turns=turns) == room - latest
+
+
+def test_passage_room_refuses_a_question_too_long_as_assemble_does() -> None:
+    with pytest.raises(InputError, match="Your question is 200 tokens"):
+        window(100, 20).passage_room(system="You are helpful.", question=words(200))
+
+
+def test_a_hit_list_far_longer_than_the_window_is_cut_to_what_may_fit() -> None:
+    context = window(1000, 100)
+    hits = [passage(rank, text(random.Random(rank), 4)) for rank in range(1, 10_001)]
+    room = context.passage_room(system="s", question="q")
+    within = context.passages_within(hits, room)
+    prompt = context.assemble(system="s", question="q", passages=within, summary="", turns=[])
+    everything = context.assemble(system="s", question="q", passages=hits, summary="", turns=[])
+    assert prompt.passages == everything.passages  # the cut changed nothing in the prompt
+    assert len(prompt.passages) <= len(within) <= len(prompt.passages) + 3
+    assert len(within) <= context.most_passages(room) < len(hits)
+
+
+def test_the_passage_bound_holds_for_the_smallest_passages() -> None:
+    context = window(300, 0)
+    tiny = [
+        dataclasses.replace(passage(rank, "x"), source="", heading="") for rank in range(1, 500)
+    ]
+    room = context.passage_room(system="s", question="q")
+    prompt = context.assemble(system="s", question="q", passages=tiny, summary="", turns=[])
+    assert 0 < len(prompt.passages) <= context.most_passages(room) < len(tiny)
 
 
 def test_lowest_ranked_passages_are_dropped_first() -> None:

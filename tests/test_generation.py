@@ -91,6 +91,12 @@ def model(loaded: tuple[LanguageModel, float]) -> LanguageModel:
 
 
 @pytest.fixture(scope="module")
+def dense(config: Config, model: LanguageModel) -> LanguageModel:
+    """The plain path: float32 weights, torch's attention."""
+    return LanguageModel.load(config.replace(weights="dense"))
+
+
+@pytest.fixture(scope="module")
 def reference(config: Config, model: LanguageModel) -> tuple[Any, Any]:
     """The plain transformers model and tokenizer, read from the dense cache."""
     import torch
@@ -167,7 +173,6 @@ def test_same_tokens_as_generate(
     model: LanguageModel, config: Config, messages: list[dict[str, str]]
 ) -> None:
     """The decoding loop is `generate`'s, token for token, on the same (4-bit) model."""
-    assert model.weights == "int4"  # the bundled model is a Q4_1 file: auto keeps 4 bits
     expected = _generate(model._model, model._tokenizer, messages, config)
     assert model.complete(messages, max_new_tokens=24) == expected
 
@@ -187,27 +192,97 @@ def test_dense_weights_match_plain_transformers(
 
 
 @pytest.mark.e2e
-def test_the_prompt_pass_in_8_bits_stays_close_to_the_4_bit_kernel(
-    model: LanguageModel, config: Config
+@pytest.mark.parametrize("products", ["int8", "int4", "float32"])
+def test_each_forced_prompt_path_stays_close_to_float32(
+    config: Config, dense: LanguageModel, products: str
 ) -> None:
-    """The prompt's pass multiplies in 8-bit integers (quantize.py, prompt_int8, the default);
-    the next token's distribution stays that of the 4-bit kernel's pass."""
-
+    """Every way of multiplying the prompt's rows (kernel_plan's candidates, forced as
+    ASSISTANT_PROMPT_PRODUCTS does) predicts the next token as the plain float32 model does:
+    the same most likely token and a KL divergence under 0.1 nats (8-bit rows cost ~0.06)."""
     from assistant.quantize import Int4Linear
 
-    head = model._model.get_output_embeddings()
-    layers = [m for m in model._model.modules() if isinstance(m, Int4Linear) and m is not head]
-    assert layers and all(hasattr(m, "codes8") for m in layers)
+    forced = LanguageModel.load(config.replace(prompt_products=products, native_attention="off"))
+    assert forced.weights == "int4" and forced.plan.prompt_products == products
+    assert forced.plan.choices["prompt_products"].reason == "forced by ASSISTANT_PROMPT_PRODUCTS"
+    head = forced._model.get_output_embeddings()
+    layers = [m for m in forced._model.modules() if isinstance(m, Int4Linear) and m is not head]
+    assert layers and all(hasattr(m, "codes8") == (products == "int8") for m in layers)
     assert not hasattr(head, "codes8")  # the head only ever sees the last row
-    four_bit = LanguageModel.load(config.replace(prompt_int8=False))
-    assert not any(hasattr(m, "codes8") for m in four_bit._model.modules())
-    ids, _ = model._fitting_prompt(RAG_QUESTION, 24)
+    ids, _ = forced._fitting_prompt(RAG_QUESTION, 24)
     assert len(ids) > 50  # a prompt, not a one-token step
 
-    eight, four = _next_token_log_probs(model, ids), _next_token_log_probs(four_bit, ids)
-    assert int(eight.argmax()) == int(four.argmax())
-    divergence = float((four.exp() * (four - eight)).sum())
+    plain, quick = _next_token_log_probs(dense, ids), _next_token_log_probs(forced, ids)
+    assert int(plain.argmax()) == int(quick.argmax())
+    divergence = float((plain.exp() * (plain - quick)).sum())
     assert 0 < divergence < 0.1
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("products", ["int4", "int4_native"])
+def test_each_forced_step_path_stays_close_to_float32(
+    config: Config, dense: LanguageModel, products: str
+) -> None:
+    """A one-token step on the 4-bit codes, in torch's kernel or in ours (gemv.py; forced as
+    ASSISTANT_STEP_PRODUCTS does), predicts as the plain float32 step does: the same most likely
+    token and a KL divergence under 0.05 nats."""
+    from assistant.gemv import Gemv4
+
+    if products == "int4_native" and Gemv4.load(config.models_dir / "kernels") is None:
+        pytest.skip("the 4-bit step kernel needs a C compiler and a CPU with AVX2 and FMA")
+    forced = LanguageModel.load(config.replace(step_products=products, prompt_products="float32"))
+    assert forced.plan.step_products == products
+    ids, _ = forced._fitting_prompt(RAG_QUESTION, 24)
+    plain, quick = _step_log_probs(dense, ids), _step_log_probs(forced, ids)
+    assert int(plain.argmax()) == int(quick.argmax())
+    divergence = float((plain.exp() * (plain - quick)).sum())
+    assert 0 < divergence < 0.05
+
+
+def _step_log_probs(language_model: LanguageModel, ids: list[int]) -> Any:
+    """Log-probabilities after the last of `ids`, read in a one-token step after the others."""
+    import torch
+
+    from assistant.kv_cache import growing_cache
+
+    cache = growing_cache(language_model._model.config)
+    with torch.inference_mode():
+        language_model._model(input_ids=torch.tensor([ids[:-1]]), past_key_values=cache)
+        output = language_model._model(
+            input_ids=torch.tensor([ids[-1:]]), past_key_values=cache, logits_to_keep=1
+        )
+    return output.logits[0, -1].float().log_softmax(-1)
+
+
+@pytest.mark.e2e
+def test_step_threads_do_not_change_the_tokens(config: Config, model: LanguageModel) -> None:
+    """Steps on one thread or on two (ASSISTANT_STEP_THREADS) give the same greedy answer."""
+    answers = {
+        threads: LanguageModel.load(config.replace(step_threads=threads)).complete(
+            RAG_QUESTION, max_new_tokens=24
+        )
+        for threads in (1, 2)
+    }
+    assert answers[1] == answers[2]
+
+
+@pytest.mark.e2e
+def test_no_prompt_pass_falls_off_a_cliff(model: LanguageModel, dense: LanguageModel) -> None:
+    """The measured plan's pass over a ~1,500-token prompt takes at most twice the plain float32
+    pass timed beside it (a guard against a path 10x slower on this CPU, not a speed target)."""
+    ids = dense.prompt_ids(_long_prompt(dense, 1500))
+    assert 1300 < len(ids) < 1700
+    chosen, plain = [], []
+    for _ in range(2):  # taking turns; the best of each
+        chosen.append(model.time_tokens(ids, 2)[0])
+        plain.append(dense.time_tokens(ids, 2)[0])
+    assert min(chosen) <= 2 * min(plain), (min(chosen), min(plain), model.plan.choices)
+
+
+def _long_prompt(model: LanguageModel, tokens: int) -> list[dict[str, str]]:
+    from assistant.engines import measuring_prompt
+
+    text = model._tokenizer.decode(measuring_prompt(model, tokens), skip_special_tokens=True)
+    return [{"role": "user", "content": text}]
 
 
 @pytest.mark.e2e
@@ -219,16 +294,18 @@ def test_the_prompt_kernel_stays_close_to_torch_attention(
 
     from assistant import native
 
-    if model.prompt_attention != "kernel":
+    same = config.replace(weights="int4", prompt_products="int4")  # only attention differs
+    with_kernel = LanguageModel.load(same.replace(native_attention="on"))
+    if with_kernel.prompt_attention != "kernel":
         assert native.compiler() is None or not _has_bfloat16_dot_products()
         pytest.skip("the attention kernel needs a C compiler and a CPU with AVX512-BF16")
-    plain = LanguageModel.load(config.replace(native_attention=False))
+    plain = LanguageModel.load(same.replace(native_attention="off"))
     assert plain.prompt_attention == "torch"
-    dense = LanguageModel.load(config.replace(weights="dense"))
+    dense = LanguageModel.load(config.replace(weights="dense", native_attention="on"))
     assert dense.prompt_attention == "torch"  # float32 weights keep float32 attention
     ids, _ = model._fitting_prompt(RAG_QUESTION, 24)
 
-    kernel = _next_token_log_probs(model, ids)
+    kernel = _next_token_log_probs(with_kernel, ids)
     torch_attention = _next_token_log_probs(plain, ids)
     assert int(kernel.argmax()) == int(torch_attention.argmax())
     divergence = float((torch_attention.exp() * (torch_attention - kernel)).sum())

@@ -1,15 +1,30 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from typer.testing import CliRunner
 
+import assistant.ingest as ingest_module
+from assistant.cli import app
+from assistant.config import Config
+from assistant.embedding import Embedder
 from assistant.errors import BusyError, InputError
 from assistant.home import Home
 from assistant.index import VectorIndex
-from assistant.ingest import IngestSummary, discover, ingest
+from assistant.ingest import IngestProgress, IngestSummary, discover, ingest
+from tests.conftest import REPOSITORY, SAMPLE_CORPUS
 
 
 def _run(home: Home, *paths: Path) -> IngestSummary:
@@ -104,6 +119,20 @@ def test_symlink_loop_is_reported_not_followed_forever(tmp_path: Path) -> None:
     assert any(s.reason == "symbolic link loop" for s in skipped)
 
 
+def test_documents_under_a_folder_that_cannot_be_listed_are_kept(home: Home, folder: Path) -> None:
+    _run(home, folder)
+    (folder / "sub").chmod(0)
+    try:
+        if os.access(folder / "sub", os.R_OK):
+            pytest.skip("permission bits do not stop this user (root)")
+        summary = _run(home, folder)
+    finally:
+        (folder / "sub").chmod(0o755)
+    assert summary.removed == []  # not "gone": we could not look
+    assert {s.reason for s in summary.skipped} >= {"cannot list this folder (Permission denied)"}
+    assert str(folder / "sub" / "b.txt") in {row.path for row in home.store.documents()}
+
+
 def test_a_crash_before_the_index_save_is_repaired_on_open(home: Home, folder: Path) -> None:
     _run(home, folder)
     stored = set(home.store.chunk_ids().tolist())
@@ -122,8 +151,6 @@ def test_one_writer_at_a_time(home: Home) -> None:
 def test_big_corpus_is_committed_in_groups_and_resumes(
     home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import assistant.ingest as ingest_module
-
     monkeypatch.setattr(ingest_module, "FLUSH_CHUNKS", 2)
     corpus = tmp_path / "corpus.jsonl"
     rows = [
@@ -140,3 +167,103 @@ def test_big_corpus_is_committed_in_groups_and_resumes(
     summary = _run(home, corpus)
     assert summary.chunks_added == 0 and len(home.store.documents()) == 5
     assert len(_run(home, corpus).unchanged) == 1
+
+
+def test_a_file_interrupted_between_its_parts_is_finished_by_the_next_run(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "FIRST_SLICE_CHUNKS", 1)
+    monkeypatch.setattr(ingest_module, "COMMIT_SECONDS", 1e-9)  # one document per commit
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [{"_id": str(i), "title": "", "text": f"Row {i} is about item {i}."} for i in range(5)]
+    corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    events = ingest(home, [corpus])
+    for event in events:
+        if isinstance(event, IngestProgress) and event.chunks_done:
+            break  # as if killed after the first commit: nothing more runs
+    events.close()
+    committed = home.store.documents()
+    assert 0 < len(committed) < 5
+    assert {row.file_hash for row in committed} == {""}  # marked unfinished
+
+    resumed = Home(home.config, home.embedder)  # a new process: the index is reconciled on open
+    summary = _run(resumed, corpus)
+    assert summary.chunks_added == 5 - len(committed)  # only what was not stored yet
+    assert len(resumed.store.documents()) == 5
+    assert set(resumed.index.ids().tolist()) == set(resumed.store.chunk_ids().tolist())
+    assert len(_run(resumed, corpus).unchanged) == 1
+    resumed.close()
+
+
+@pytest.mark.e2e
+def test_a_killed_ingest_keeps_what_it_committed_and_resumes(
+    config: Config, model_cache: Path, tmp_path: Path
+) -> None:
+    """SIGKILL `assistant ingest` a few seconds past its first commit interval: what it embedded
+    until then is saved, the home is consistent, reading commands work, and the next run
+    finishes the folder."""
+    folder = tmp_path / "corpus"
+    shutil.copytree(SAMPLE_CORPUS, folder)
+    total = len(discover([folder])[0])
+    Embedder.from_config(replace(config, cache_dir=str(model_cache)))  # export before timing
+    environment = {
+        **os.environ,
+        "ASSISTANT_HOME": str(config.home),
+        "ASSISTANT_CACHE_DIR": str(model_cache),
+    }
+    command = [sys.executable, "-m", "assistant", "ingest", str(folder), "--json"]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not _count(config, "settings") and process.poll() is None:
+            assert time.monotonic() < deadline, "the ingest never loaded its embedder"
+            time.sleep(0.1)  # the model is recorded in the store once loaded: embedding starts
+        time.sleep(ingest_module.COMMIT_SECONDS + 3)
+        killed = process.poll() is None
+    finally:
+        process.kill()
+        process.wait()
+    if not killed:
+        pytest.skip("this machine ingests the sample corpus too fast to kill the ingest mid-way")
+
+    saved = _count(config, "documents")
+    assert 1 <= saved < total  # a kill a few seconds in keeps what was embedded until then
+    problems, counts = kill_trial.store_problems(config.home)
+    assert problems == [] and counts["documents"] == saved
+    assert kill_trial.reopened_index_problems(config.home) == []
+    runner = CliRunner()
+    listed = runner.invoke(app, ["docs", "--json"], env=environment)
+    assert listed.exit_code == 0 and len(json.loads(listed.output)) == saved
+    assert runner.invoke(app, ["info", "--json"], env=environment).exit_code == 0
+
+    resumed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["added"] + summary["updated"] + summary["unchanged"] == total
+    problems, counts = kill_trial.store_problems(config.home)
+    assert problems == [] and counts["index_missing"] == counts["index_stale"] == 0
+    assert counts["unfinished_documents"] == 0 and counts["documents"] == total
+
+
+def _count(config: Config, table: str) -> int:
+    """Rows of a table so far, read while an ingest may be writing (WAL lets us)."""
+    database = config.home / "assistant.db"
+    if not database.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(database, timeout=10)) as connection:
+            return int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:  # the tables are not made yet
+        return 0
+
+
+def _load_script(name: str) -> ModuleType:
+    path = REPOSITORY / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+kill_trial = _load_script("kill_trial")  # its consistency checks, shared with the trial

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from assistant.config import Config
+from assistant.engines import llamacpp_status
 from assistant.errors import InputError
 from assistant.generation import LanguageModel
-from assistant.llamacpp import LlamaCppModel, usable
+from assistant.llamacpp import LlamaCppModel
 
 pytest.importorskip("xllamacpp")
 
@@ -29,8 +32,26 @@ def model(config: Config) -> LlamaCppModel:
 
 
 def test_usable_only_on_the_cpu(config: Config) -> None:
-    assert usable(config)
-    assert not usable(config.replace(device="cuda"))
+    assert llamacpp_status(config).llamacpp_usable
+    status = llamacpp_status(config.replace(device="cuda"))
+    assert not status.llamacpp_usable and "CPU" in status.reason
+
+
+def test_its_http_port_refuses_requests_without_the_key(model: LlamaCppModel) -> None:
+    """xllamacpp listens on 127.0.0.1 even in-process: another local user must not use it."""
+    address = model.http_address
+    assert address.startswith("http://127.0.0.1:")
+    for headers in ({}, {"Authorization": "Bearer not-the-key"}):
+        request = urllib.request.Request(f"{address}/v1/models", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+    # The same request with the process's own key is served: the 401s came from the key check.
+    request = urllib.request.Request(
+        f"{address}/v1/models", headers={"Authorization": f"Bearer {model._api_key}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
 
 
 def test_prompts_are_the_tokens_our_engine_sees(config: Config, model: LlamaCppModel) -> None:

@@ -131,22 +131,40 @@ def test_prompt_rows_multiply_in_8_bits_and_steps_in_4_bits() -> None:
 
 
 @needs_int8
-def test_prompt_int8_can_be_turned_off() -> None:
+def test_prompt_products_on_the_4_bit_codes_keep_no_8_bit_copy() -> None:
     model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 32))
-    assert quantize_linears(model, prompt_int8=False) == 2
+    assert quantize_linears(model, prompt_products="int4") == 2
     assert not any(name.endswith("codes8") for name, _ in model.named_buffers())
     torch.manual_seed(6)
     model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 32))
     x = torch.randn(INT8_MIN_ROWS, 64)
     with torch.no_grad():
         exact = model(x)
-    quantize_linears(model)
+    quantize_linears(model, prompt_products="int8")
     assert sum(name.endswith("codes8") for name, _ in model.named_buffers()) == 2
     first, second = model[0], model[1]
     assert isinstance(first, Int4Linear) and first._rows is second._rows  # one shared rounding
     with torch.no_grad():
         y = model(x)
     assert (y - exact).abs().max() < 0.02 * exact.abs().max()
+
+
+def test_prompt_products_in_float32_use_the_kept_weight_and_steps_the_4_bit_codes() -> None:
+    layer = q4_1_linear(64, 128, seed=8)
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 64))
+    four_bit_only = Int4Linear(layer)
+    with_float32 = Int4Linear(layer, keep_float32=True)
+    generator = torch.Generator().manual_seed(9)
+    prompt = torch.randn(1, INT8_MIN_ROWS, 128, generator=generator)
+    step = torch.randn(1, 1, 128, generator=generator)
+    with torch.no_grad():
+        assert torch.equal(
+            with_float32(prompt), nn.functional.linear(prompt, layer.weight, layer.bias)
+        )
+        assert torch.equal(with_float32(step), four_bit_only(step))
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 32))
+    with pytest.raises(ValueError, match="prompt_products"):
+        quantize_linears(model, prompt_products="int2")
 
 
 def test_four_bit_gguf_is_read_once_and_noted(tmp_path: Path) -> None:
@@ -174,3 +192,21 @@ def test_a_float_gguf_is_not_four_bit(tmp_path: Path) -> None:
     writer.close()
     source = ModelSource(str(path), str(tmp_path), path.name)
     assert four_bit_gguf(source, tmp_path / "models") is False
+
+
+def test_one_row_products_in_the_c_kernel_match_the_codes(tmp_path: Path) -> None:
+    """gemv.py's kernel computes the same product as the 4-bit codes with float32 scales."""
+    from assistant.gemv import Gemv4
+
+    kernel = Gemv4.load(tmp_path / "kernels")
+    if kernel is None:
+        pytest.skip("the 4-bit step kernel needs a C compiler and a CPU with AVX2 and FMA")
+    layer = q4_1_linear(96, 128, seed=11)
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 96))
+    native = Int4Linear(layer, gemv=kernel)
+    step = torch.randn(1, 1, 128, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        exact = nn.functional.linear(step, layer.weight, layer.bias)  # Q4_1 values: exact codes
+        assert torch.allclose(native(step), exact, atol=1e-4, rtol=1e-4)
+        prompt = torch.randn(1, INT8_MIN_ROWS, 128)
+        assert torch.equal(native(prompt), Int4Linear(layer)(prompt))  # rows: torch's kernel

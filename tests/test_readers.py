@@ -12,7 +12,9 @@ import html
 import importlib.util
 import io
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -588,6 +590,23 @@ def test_sample_pdf() -> None:
 def test_pdf_damaged() -> None:
     with pytest.raises(UnreadableFile, match="PDF"):
         read("broken.pdf", b"%PDF-1.4\nthis is not a pdf at all")
+
+
+def test_a_truncated_pdf_is_skipped_without_pypdf_writing_to_stderr(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "cut.pdf").write_bytes(tiny_pdf(2)[:-20])  # no "%%EOF": pypdf logs, then fails
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", "ingest", str(folder), "--json"],
+        env={**os.environ, "ASSISTANT_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (skipped,) = json.loads(result.stdout)["files"]["skipped"]
+    assert skipped["path"].endswith("cut.pdf") and skipped["reason"].startswith("unreadable PDF")
+    assert "EOF marker" not in result.stderr
 
 
 def test_pdf_without_text() -> None:

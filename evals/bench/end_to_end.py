@@ -28,7 +28,7 @@ import common
 
 from assistant.answer import Answer, Answerer, Retrieved
 from assistant.config import Config
-from assistant.generation import LanguageModel
+from assistant.engines import describe, load_chat_model
 from assistant.home import Home
 from assistant.ingest import ingest
 
@@ -66,7 +66,9 @@ def main() -> None:
         for _ in ingest(home, [CORPUS]):
             pass
         started = time.perf_counter()
-        answerer = Answerer(home, LanguageModel.load(config))
+        model = load_chat_model(config)  # the default engine, as `assistant ask` loads it
+        results["engine"] = f"{type(model).__name__}: {describe(config)}"
+        answerer = Answerer(home, model)
         results["model_load_s"] = time.perf_counter() - started
         results["embedding_backend"] = home.embedder.backend
         results["ask"] = [ask_latencies(answerer) for _ in range(arguments.repeats)]

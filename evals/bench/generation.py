@@ -4,11 +4,12 @@ Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
 
 - load time: the first load (GGUF de-quantized, dense copy written) against a cached dense load;
 - time to first token and decode tokens/s for a short (~140-token) and a long (~1,500-token)
-  RAG-style prompt built from the sample corpus, with float32, bfloat16 and 4-bit weights
-  (`weights=int4`, the default for the bundled Q4_1 file; see assistant/quantize.py) on the CPU,
-  4-bit weights with the prompt's pass on the 4-bit kernel instead of 8-bit integers
-  (`prompt_int8=False`), 4-bit weights with the prompt's attention in torch instead of the C
-  kernel (`native_attention=False`), and whether they give the same greedy answer as float32;
+  RAG-style prompt built from the sample corpus, with float32 weights (the plain path), the plan
+  this CPU measured fastest (`assistant/kernel_plan.py`), each path that plan chooses between
+  forced (`FORCED`: 8-bit, 4-bit or float32 prompt products, torch's int4 kernel or ours for the
+  steps, one or two step threads, the C attention kernel or torch's), bfloat16 weights, and
+  whether each gives float32's greedy answer; a forced path the calibration found several times
+  slower than float32 is run on the short prompt only (it takes minutes on the long one);
 - the long prompt's pass alone, the attention kernel and torch's attention taking turns;
 - decode steps after the long prompt with transformers' `DynamicCache` against the project's
   cache that grows in place (`assistant/kv_cache.py`), taking turns;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -88,17 +90,12 @@ def main() -> None:
         folder = dense_cache_dir(resolve_language_model(config.model), config.models_dir)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         variants: dict[str, LanguageModel] = {"float32": model}
-        variants["int4"] = LanguageModel.load(config.replace(weights="int4"))  # steps: 1 thread
-        variants["int4-prompt-int4"] = LanguageModel.load(  # the prompt's pass on 4-bit too
-            config.replace(weights="int4", prompt_int8=False)
-        )
-        variants["int4-torch-attention"] = LanguageModel.load(  # the prompt without the C kernel
-            config.replace(weights="int4", native_attention=False)
-        )
-        results["prompt_attention"] = variants["int4"].prompt_attention
-        variants["int4-2threads"] = LanguageModel.load(
-            config.replace(weights="int4", decode_threads=2)
-        )
+        measured = LanguageModel.load(config)  # what this CPU measured fastest (kernel_plan)
+        variants["measured"] = measured
+        results["plan"] = {name: c.as_dict() for name, c in measured.plan.choices.items()}
+        for name, overrides in FORCED.items():
+            variants[name] = LanguageModel.load(config.replace(**overrides))
+        results["prompt_attention"] = measured.prompt_attention
         bfloat16: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
         bfloat16.eval()
         variants["bfloat16"] = LanguageModel(config, bfloat16, tokenizer, torch.device("cpu"))
@@ -106,9 +103,14 @@ def main() -> None:
         hf_model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         hf_model.eval()
         runs: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
         for prompt_name, messages in prompts.items():
-            for dtype_name, variant in variants.items():
-                runs[f"manual/{dtype_name}/{prompt_name}"] = best_of(
+            for name, variant in variants.items():
+                cliff = _cliff(variant, measured)
+                if cliff and prompt_name == "long":
+                    skipped[f"manual/{name}/{prompt_name}"] = cliff
+                    continue
+                runs[f"manual/{name}/{prompt_name}"] = best_of(
                     arguments.repeats, lambda v=variant, m=messages: manual_run(v, m, arguments)
                 )
             runs[f"generate/float32/{prompt_name}"] = best_of(
@@ -116,11 +118,15 @@ def main() -> None:
                 lambda h=hf_model, m=messages: generate_run(h, tokenizer, m, config, arguments),
             )
         results["runs"] = runs
+        results["skipped"] = skipped
         results["prompt_pass"] = prompt_pass_ab(
-            variants["int4"], variants["int4-torch-attention"], prompts["long"], arguments.repeats
+            variants["kernel-attention"],
+            variants["torch-attention"],
+            prompts["long"],
+            arguments.repeats,
         )
         results["cache"] = cache_ab(
-            variants["int4"], prompts["long"], arguments.new_tokens, arguments.repeats
+            measured, prompts["long"], arguments.new_tokens, arguments.repeats
         )
         results["ratios"] = ratios(results)
     results["machine"]["load_average_end"] = os.getloadavg()
@@ -134,6 +140,37 @@ def main() -> None:
         )
     common.write_results(arguments.out, results)
     print(f"\nwrote {arguments.out}")
+
+
+# Each path `kernel_plan` chooses between, forced (4-bit weights throughout).
+FORCED: dict[str, dict[str, Any]] = {
+    "int4/prompt-int8": {"weights": "int4", "step_products": "int4", "prompt_products": "int8"},
+    "int4/prompt-int4": {"weights": "int4", "step_products": "int4", "prompt_products": "int4"},
+    "int4/prompt-float32": {
+        "weights": "int4",
+        "step_products": "int4",
+        "prompt_products": "float32",
+    },
+    "int4-native/prompt-float32": {
+        "weights": "int4",
+        "step_products": "int4_native",
+        "prompt_products": "float32",
+    },
+    "steps-1-thread": {"step_threads": 1},
+    "steps-2-threads": {"step_threads": 2},
+    "kernel-attention": {"weights": "int4", "native_attention": "on"},
+    "torch-attention": {"weights": "int4", "native_attention": "off"},
+}
+
+
+def _cliff(variant: LanguageModel, measured: LanguageModel) -> str:
+    """Why a forced variant is not run on the long prompt: the calibration skipped its prompt
+    products as hopeless on this CPU (8-bit products without VNNI take minutes there)."""
+    seconds = measured.plan.choices["prompt_products"].seconds
+    products = variant.plan.prompt_products
+    if variant.weights == "int4" and math.isinf(seconds.get(products, 0.0)):
+        return f"{products} prompt products were over 4x float32 in the calibration's probe"
+    return ""
 
 
 def measure_loads(config: Config) -> dict[str, float]:
@@ -345,33 +382,32 @@ def best_of(repeats: int, run: Any) -> dict[str, Any]:
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Every variant against float32 weights (time to first token, decode speed, same text),
+    and `generate` against our loop."""
     runs, out = results["runs"], {}
     load = results["load"]
     if "first_gguf_s" in load:
         out["first_load_over_cached_load"] = load["first_gguf_s"] / load["cached_dense_s"]
     for prompt in ("short", "long"):
-        fp32, bf16 = runs[f"manual/float32/{prompt}"], runs[f"manual/bfloat16/{prompt}"]
+        fp32 = runs[f"manual/float32/{prompt}"]
+        for key, run in runs.items():
+            kind, name, prompt_name = key.split("/", 1)[0], *key.split("/", 1)[1].rsplit("/", 1)
+            if kind != "manual" or prompt_name != prompt or name == "float32":
+                continue
+            out[f"{prompt}/{name}_over_fp32_ttft"] = run["ttft_s"] / fp32["ttft_s"]
+            out[f"{prompt}/{name}_over_fp32_tokens_per_s"] = (
+                run["tokens_per_s"] / fp32["tokens_per_s"]
+            )
+            out[f"{prompt}/{name}_same_text_as_fp32"] = float(run["text"] == fp32["text"])
         generate = runs[f"generate/float32/{prompt}"]
-        out[f"{prompt}/bf16_over_fp32_tokens_per_s"] = bf16["tokens_per_s"] / fp32["tokens_per_s"]
-        out[f"{prompt}/bf16_over_fp32_ttft"] = bf16["ttft_s"] / fp32["ttft_s"]
-        out[f"{prompt}/bf16_same_text_as_fp32"] = float(bf16["text"] == fp32["text"])
-        int4 = runs[f"manual/int4/{prompt}"]
-        out[f"{prompt}/int4_over_fp32_tokens_per_s"] = int4["tokens_per_s"] / fp32["tokens_per_s"]
-        out[f"{prompt}/int4_over_fp32_ttft"] = int4["ttft_s"] / fp32["ttft_s"]
-        out[f"{prompt}/int4_same_text_as_fp32"] = float(int4["text"] == fp32["text"])
-        int4_prompt = runs[f"manual/int4-prompt-int4/{prompt}"]
-        out[f"{prompt}/prompt_int8_over_int4_ttft"] = int4["ttft_s"] / int4_prompt["ttft_s"]
-        out[f"{prompt}/prompt_int8_same_text_as_int4"] = float(int4["text"] == int4_prompt["text"])
-        plain = runs[f"manual/int4-torch-attention/{prompt}"]
-        out[f"{prompt}/kernel_attention_over_torch_ttft"] = int4["ttft_s"] / plain["ttft_s"]
-        out[f"{prompt}/kernel_attention_same_text_as_torch"] = float(int4["text"] == plain["text"])
         out[f"{prompt}/manual_over_generate_tokens_per_s"] = (
             fp32["tokens_per_s"] / generate["tokens_per_s"]
         )
         out[f"{prompt}/manual_over_generate_ttft"] = fp32["ttft_s"] / generate["ttft_s"]
         out[f"{prompt}/manual_same_text_as_generate"] = float(fp32["text"] == generate["text"])
     medians = results["prompt_pass"]["median_s"]
-    out["long/prompt_pass_kernel_over_torch_attention"] = medians["kernel"] / medians["torch"]
+    if results["prompt_pass"]["kernel_used"]:
+        out["long/prompt_pass_kernel_over_torch_attention"] = medians["kernel"] / medians["torch"]
     cache = results["cache"]["median_tokens_per_s"]
     out["long/growing_cache_over_dynamic_cache_tokens_per_s"] = cache["growing"] / cache["dynamic"]
     alone = results["prompt_pass"]["attention_alone"]
@@ -391,7 +427,9 @@ def print_report(results: dict[str, Any]) -> None:
     for name, seconds in results["load"].items():
         print(f"load {name:<16} {seconds:8.2f} s")
     print(f"prompt tokens: {results['prompt_tokens']}")
-    print(f"prompt attention with 4-bit weights: {results['prompt_attention']}")
+    print("measured plan: " + ", ".join(f"{k}={v['chosen']}" for k, v in results["plan"].items()))
+    for name, reason in results["skipped"].items():
+        print(f"skipped {name}: {reason}")
     print(f"\n{'variant':<28} {'ttft s':>8} {'tok/s':>8} {'new':>5}")
     for name, run in results["runs"].items():
         print(f"{name:<28} {run['ttft_s']:8.3f} {run['tokens_per_s']:8.2f} {run['new_tokens']:5d}")

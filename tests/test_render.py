@@ -1,0 +1,51 @@
+"""Tests for assistant.render: what `assistant ask` and `assistant chat` print for an answer."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from assistant.answer import Answer
+from assistant.grounding import GroundedAnswer, SentenceCheck
+from assistant.passage import Passage
+from assistant.render import show_answer
+
+SENTENCE = "The KV cache stores the keys and values of all previous tokens."
+
+
+def answer(k_requested: int, k_used: int) -> Answer:
+    check = SentenceCheck(SENTENCE, True, (1,), (1,), 0.9, True, f"{SENTENCE} [1]")
+    grounded = GroundedAnswer(f"{SENTENCE} [1]", False, None, (check,), SENTENCE)
+    passage = Passage(1, SENTENCE, "kv-cache.md", 3, 3, None, "The KV cache", 1.0, 1)
+    return Answer(
+        "What does the KV cache store?",
+        "What does the KV cache store?",
+        grounded,
+        (passage,),
+        "scripted",
+        k_requested=k_requested,
+        k_used=k_used,
+    )
+
+
+def printed(shown: Answer, terminal: bool) -> str:
+    """What `show_answer` prints, without colours: live on a terminal, at the end otherwise."""
+    output = io.StringIO()
+    console = Console(file=output, width=120, force_terminal=terminal, color_system=None)
+    show_answer(console, iter([shown]))
+    return output.getvalue()
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_k_cut_by_the_context_window_is_said(terminal: bool) -> None:
+    text = printed(answer(100_000, 18), terminal)
+    assert f"{SENTENCE} [1]" in text
+    note = "k cut from 100000 to 18: the model's context window holds no more passages."
+    assert text.index("Sources:") < text.index(note)  # last, under the sources
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_k_used_as_asked_needs_no_note(terminal: bool) -> None:
+    assert "cut" not in printed(answer(5, 5), terminal)
