@@ -28,6 +28,7 @@ Ask a question about your documents, or type a command:
   /history   this conversation so far
   /reset     start a new conversation (the session keeps the old one on record)
   /docs      the documents you can ask about
+  /model     the language model and the engine running it
   /help      this help
   /exit      leave (Ctrl-D works too)"""
 
@@ -41,11 +42,13 @@ class ChatScreen:
         console: Console,
         list_documents: Callable[[], list[str]],
         interactive: bool,
+        stream: bool = True,
     ) -> None:
         self.conversation = conversation
         self.console = console
         self.list_documents = list_documents
         self.interactive = interactive
+        self.stream = stream  # False: only the checked answer, not the model's text as it comes
 
     def run(self) -> None:
         if self.interactive:
@@ -71,9 +74,16 @@ class ChatScreen:
 
     def _read(self) -> str | None:
         if self.interactive:
-            return input("\001\033[1;32m\002you›\001\033[0m\002 ")
+            return input(self._prompt())
         line = sys.stdin.readline()
         return None if line == "" else line
+
+    def _prompt(self) -> str:
+        """Green where colour is wanted; plain with NO_COLOR (no colour system) or into a pipe.
+        The \\001 and \\002 markers tell readline the escape codes take no room on the line."""
+        if self.console.is_terminal and self.console.color_system is not None:
+            return "\001\033[1;32m\002you›\001\033[0m\002 "
+        return "you› "
 
     def _greet(self) -> None:
         session = self.conversation.session
@@ -91,7 +101,7 @@ class ChatScreen:
     def _answer(self, question: str) -> None:
         events = self.conversation.ask(question)
         try:
-            show_answer(self.console, _announce_folds(events, self.console))
+            show_answer(self.console, _announce_folds(events, self.console), stream=self.stream)
         except KeyboardInterrupt:
             events.close()
             self.console.print("(stopped)", style="yellow", highlight=False)
@@ -118,6 +128,8 @@ class ChatScreen:
         elif name == "/reset":
             self.conversation.reset()
             self.console.print("[dim]New conversation; earlier turns stay in the session.[/]")
+        elif name == "/model":
+            self._model()
         elif name == "/docs":
             documents = self.list_documents()
             for document in documents:
@@ -143,6 +155,23 @@ class ChatScreen:
         table.add_row("reserved for the answer", str(budget["reserved_answer"]))
         table.add_row("window", str(budget["window"]))
         self.console.print(table)
+
+    def _model(self) -> None:
+        """The model object in use: its engine (class), name, device, and the torch engine's
+        measured choices (`plan`) when it has them. Read defensively: engines differ."""
+        model = self.conversation.language_model
+        engine = f"{type(model).__name__} ({type(model).__module__})"
+        self.console.print(f"[bold]model[/]  {escape(str(getattr(model, 'name', '?')))}")
+        self.console.print(f"[bold]engine[/] {escape(engine)}")
+        device = getattr(model, "device", None)
+        if device is not None:
+            self.console.print(f"[bold]device[/] {escape(str(device))}")
+        choices = getattr(getattr(model, "plan", None), "choices", None)
+        if isinstance(choices, dict):
+            for name, choice in choices.items():
+                describe = getattr(choice, "describe", None)
+                line = describe() if callable(describe) else str(choice)
+                self.console.print(f"  {escape(str(name))}: {escape(str(line))}")
 
     def _history(self) -> None:
         session = self.conversation.session

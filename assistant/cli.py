@@ -1,8 +1,10 @@
 """The `assistant` command line: reads options, calls the library, draws with rich.
 
 Every command is a thin layer over a library call. Errors the user can fix (`AssistantError`)
-become one red line and exit code 1; the traceback shows only with `--debug`. When the output is
-not a terminal (a pipe, a log), lines are not wrapped: one message stays one line.
+become one red line and exit code 1 (under `--json`, one JSON object on stdout); the traceback
+shows only with `--debug`. When the output is not a terminal (a pipe, a log), lines are not
+wrapped: one message stays one line, and it carries no escape codes; neither does anything with
+NO_COLOR set.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from assistant.config import Config
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, InputError
 from assistant.home import Home
 from assistant.ingest import IngestProgress, IngestSummary, ingest
 from assistant.render import display_path
@@ -37,11 +40,20 @@ from assistant.render import location as passage_location
 app = typer.Typer(
     help="A local, private assistant that answers from your documents and cites its sources.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for the user's shell
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console as the environment asks now: no styles at all with NO_COLOR (rich alone would
+    still write bold and dim), and none into a pipe (rich decides that)."""
+    plain = os.environ.get("NO_COLOR", "") != ""
+    return Console(stderr=stderr, highlight=False, color_system=None if plain else "auto")
+
+
+console = _console()
+errors = _console(stderr=True)
 
 HomeOption = Annotated[
     Path | None,
@@ -75,28 +87,70 @@ def handle_errors(function: F) -> F:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global console, errors
         debug = bool(kwargs.get("debug")) or os.environ.get("ASSISTANT_DEBUG", "") in ("1", "true")
+        as_json = bool(kwargs.get("as_json"))  # the command's --json: errors are JSON too
         _quiet_libraries()
-        for stream in (console, errors):  # decided per call: tests swap the streams
+        # Built per call: tests swap the streams and the environment between commands.
+        console, errors = _console(), _console(stderr=True)
+        for stream in (console, errors):
             stream.soft_wrap = not stream.is_terminal
         try:
             return function(*args, **kwargs)
         except AssistantError as error:
             if debug:
                 raise
-            errors.print(f"[bold red]error:[/] {escape(str(error))}")
+            if as_json:
+                print(json.dumps({"error": str(error), "kind": error_kind(error)}))
+            else:
+                errors.print(f"[bold red]error:[/] {escape(str(error))}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             if debug:
                 raise
-            errors.print("[yellow]interrupted[/]")
+            if as_json:
+                print(json.dumps({"error": "interrupted", "kind": "interrupted"}))
+            else:
+                errors.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+def error_kind(error: BaseException) -> str:
+    """The `kind` of a JSON error: the exception's class in snake case (`input_error`)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+
+
 def load_config(home: Path | None, **overrides: Any) -> Config:
     return Config.load(home=home, **overrides)
+
+
+def _package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("assistant")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"assistant {_package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 # --- ingest ----------------------------------------------------------------------------------
@@ -183,15 +237,62 @@ def _print_ingest_summary(summary: IngestSummary) -> None:
 # --- search ----------------------------------------------------------------------------------
 
 
+TemperatureOption = Annotated[
+    float | None,
+    typer.Option("--temperature", min=0.0, help="0 is greedy (the default); above 0 samples."),
+]
+MaxTokensOption = Annotated[
+    int | None, typer.Option("--max-tokens", min=1, help="Longest answer, in tokens.")
+]
+NoStreamOption = Annotated[
+    bool,
+    typer.Option("--no-stream", help="Print only the checked answer, not the model's live text."),
+]
+
+
+def _generation_config(
+    home: Path | None, temperature: float | None, max_tokens: int | None, **overrides: Any
+) -> Config:
+    """The config with the generation flags; a longer --max-tokens than the window keeps free for
+    the answer (`answer_reserve`) widens that reserve, or the answer would still stop there."""
+    config = load_config(home, temperature=temperature, max_new_tokens=max_tokens, **overrides)
+    if max_tokens is not None and max_tokens > config.answer_reserve:
+        config = config.replace(answer_reserve=max_tokens)
+    return config
+
+
+def read_question(argument: str | None) -> str:
+    """The question given, or read from stdin for `-` or when none is given and stdin is a pipe."""
+    if argument is None or argument == "-":
+        if argument is None and sys.stdin.isatty():
+            raise InputError(
+                'give a question: assistant ask "What ...?" (or pipe one in: ... | assistant ask)'
+            )
+        argument = sys.stdin.read()
+    question = argument.strip()
+    if not question:
+        raise InputError("the question is empty")
+    return question
+
+
 @app.command("ask")
 @handle_errors
 def ask_command(
-    question: Annotated[str, typer.Argument(help="Your question, in quotes.")],
+    question: Annotated[
+        str | None,
+        typer.Argument(
+            help="Your question, in quotes; `-` (or none, with a pipe) reads it from stdin.",
+            show_default=False,
+        ),
+    ] = None,
     k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, help="Passages to use.")] = None,
     model: Annotated[
         str | None,
         typer.Option("--model", help="Hugging Face id, local folder or .gguf file."),
     ] = None,
+    temperature: TemperatureOption = None,
+    max_tokens: MaxTokensOption = None,
+    no_stream: NoStreamOption = False,
     home: HomeOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -200,22 +301,20 @@ def ask_command(
     from assistant.answer import Answerer
     from assistant.render import show_answer
 
-    if not question.strip():
-        raise AssistantError("the question is empty")
-    config = load_config(home, debug=debug, model=model, top_k=k)
+    text = read_question(question)
+    config = _generation_config(home, temperature, max_tokens, debug=debug, model=model, top_k=k)
     assistant_home = Home(config)
     if assistant_home.is_empty():
-        _empty_home_hint(config)
-        raise typer.Exit(1)
+        _nothing_ingested(config, as_json)
     answerer = Answerer(assistant_home, _load_model(config))
-    events = answerer.ask(question)
+    events = answerer.ask(text)
     if as_json:
         from assistant.answer import Answer
 
         answers = [event for event in events if isinstance(event, Answer)]
         print(json.dumps(answers[-1].as_dict(), indent=2))
         return
-    show_answer(console, events)
+    show_answer(console, events, stream=not no_stream)
 
 
 def _load_model(config: Config) -> Any:
@@ -249,6 +348,9 @@ def chat_command(
         str | None,
         typer.Option("--model", help="Hugging Face id, local folder or .gguf file."),
     ] = None,
+    temperature: TemperatureOption = None,
+    max_tokens: MaxTokensOption = None,
+    no_stream: NoStreamOption = False,
     home: HomeOption = None,
     debug: DebugOption = False,
 ) -> None:
@@ -258,7 +360,7 @@ def chat_command(
     from assistant.conversation import Conversation
     from assistant.session import Sessions
 
-    config = load_config(home, debug=debug, model=model, top_k=k)
+    config = _generation_config(home, temperature, max_tokens, debug=debug, model=model, top_k=k)
     assistant_home = Home(config)
     interactive = sys.stdin.isatty()
     if assistant_home.is_empty() and not _offer_sample_corpus(assistant_home, interactive):
@@ -270,7 +372,7 @@ def chat_command(
     def list_documents() -> list[str]:
         return [display_path(row.key) for row in assistant_home.store.documents()]
 
-    ChatScreen(conversation, console, list_documents, interactive).run()
+    ChatScreen(conversation, console, list_documents, interactive, stream=not no_stream).run()
 
 
 def _sample_corpus() -> Path | None:
@@ -299,9 +401,14 @@ def _offer_sample_corpus(assistant_home: Home, interactive: bool) -> bool:
     return True
 
 
-@app.command("sessions")
+sessions_app = typer.Typer(help="List chat sessions, delete one, or export one.")
+app.add_typer(sessions_app, name="sessions")
+
+
+@sessions_app.callback(invoke_without_command=True)
 @handle_errors
 def sessions_command(
+    context: typer.Context,
     delete: Annotated[
         str | None, typer.Option("--delete", help="Delete the session with this name.")
     ] = None,
@@ -309,16 +416,21 @@ def sessions_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """List chat sessions, or delete one."""
+    """List chat sessions, or delete one; `assistant sessions export NAME` writes one out."""
     from datetime import datetime
 
     from assistant.session import Sessions
 
+    if context.invoked_subcommand is not None:
+        return
     config = load_config(home, debug=debug)
     sessions = Sessions(Home(config).store)
     if delete is not None:
         sessions.delete(delete)
-        console.print(f"deleted session {escape(delete)}")
+        if as_json:
+            print(json.dumps({"deleted": delete}))
+        else:
+            console.print(f"deleted session {escape(delete)}")
         return
     found = sessions.list()
     if as_json:
@@ -335,6 +447,37 @@ def sessions_command(
         when = datetime.fromtimestamp(info.updated_at).strftime("%Y-%m-%d %H:%M")
         table.add_row(escape(info.name), str(info.turns), when)
     console.print(table)
+
+
+@sessions_app.command("export")
+@handle_errors
+def sessions_export_command(
+    name: Annotated[str, typer.Argument(help="The session to export.")],
+    export_format: Annotated[
+        str, typer.Option("--format", "-f", help="md (Markdown) or json.")
+    ] = "md",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+    ] = None,
+    home: HomeOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Write a session out for sharing: every question and answer, with the sources cited."""
+    from assistant.session import Sessions
+    from assistant.transcript import transcript_text
+
+    config = load_config(home, debug=debug)
+    session = Sessions(Home(config).store).find(name)
+    text = transcript_text(session, export_format.lower(), display_path)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot write {output}: {error.strerror or error}") from None
+    errors.print(f"wrote {len(session.history)} turn(s) of {escape(name)} to {escape(str(output))}")
 
 
 @app.command("search")
@@ -355,8 +498,7 @@ def search_command(
     config = load_config(home, debug=debug, retrieval_mode=mode)
     assistant_home = Home(config)
     if assistant_home.is_empty():
-        _empty_home_hint(config)
-        raise typer.Exit(1)
+        _nothing_ingested(config, as_json)
     result = assistant_home.retriever().search(query, k)
     if as_json:
         print(json.dumps([p.as_dict() | {"source": p.source} for p in result.passages], indent=2))
@@ -374,6 +516,14 @@ def search_command(
 def _preview(text: str, limit: int = 400) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _nothing_ingested(config: Config, as_json: bool) -> NoReturn:
+    """Stop a command that needs documents: the hint on a terminal, one JSON error under --json."""
+    if as_json:
+        raise InputError(f"nothing is ingested in {config.home} yet; run `assistant ingest` first")
+    _empty_home_hint(config)
+    raise typer.Exit(1)
 
 
 def _empty_home_hint(config: Config) -> None:

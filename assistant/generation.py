@@ -224,6 +224,7 @@ class LanguageModel(TemplatedModel):
         self._eos_ids = _eos_ids(model.generation_config, tokenizer)
         self._processors = _logits_processors(config)
         self._sampling = config.temperature > 0
+        self._cache_argument = cache_argument(model)
 
     @classmethod
     def load(cls, config: Config) -> LanguageModel:
@@ -340,7 +341,7 @@ class LanguageModel(TemplatedModel):
                 with inference:
                     logits = self._model(
                         input_ids=step_input,
-                        past_key_values=cache,
+                        **{self._cache_argument: cache},
                         use_cache=True,
                         logits_to_keep=1,
                     ).logits[:, -1, :]
@@ -380,6 +381,15 @@ class LanguageModel(TemplatedModel):
                 stopped=stopped,
                 first_token_s=(first_token_at or ended) - started,
             )
+
+
+def cache_argument(model: Any) -> str:
+    """The name under which the model's forward takes the key/value cache: `cache` in newer
+    transformers (which warn on every call given the old name), `past_key_values` before."""
+    import inspect
+
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _choose_device(setting: str) -> tuple[torch.device, torch.dtype]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -110,18 +111,25 @@ def passages_text(passages: Iterable[Passage]) -> Text:
     return text
 
 
-def show_answer(console: Console, events: Iterator[AnswerEvent]) -> Answer | None:
+def show_answer(
+    console: Console, events: Iterator[AnswerEvent], *, stream: bool = True
+) -> Answer | None:
     """Draw one answer from its events; returns the final `Answer` (None if it never came).
 
     On a terminal the raw text streams live and is then replaced by the checked answer; otherwise
-    only the checked answer is printed. A KeyboardInterrupt stops the stream (the generator is
-    closed, which stops the model) and propagates to the caller.
+    (or with `stream=False`, where a terminal shows only a passing spinner) only the checked answer
+    is printed. A KeyboardInterrupt stops the stream (the generator is closed, which stops the
+    model) and propagates to the caller.
     """
     final: Answer | None = None
-    if not console.is_terminal:
-        for event in events:
-            if isinstance(event, Answer):
-                final = event
+    if not stream or not console.is_terminal:
+        waiting: AbstractContextManager[object] = (
+            console.status("answering…") if console.is_terminal else nullcontext()
+        )
+        with waiting:
+            for event in events:
+                if isinstance(event, Answer):
+                    final = event
         if final is not None:
             console.print(answer_text(final))
             console.print(sources_text(final), end="")

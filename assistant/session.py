@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from assistant.errors import InputError
 from assistant.memory import Turn
@@ -81,21 +81,15 @@ class Sessions:
                     )
                 )  # fmt: skip
                 row = connection.execute(select(sessions).where(sessions.c.name == name)).one()
-            history = [
-                RecordedTurn(
-                    question=message.question,
-                    answer=message.answer,
-                    abstained=bool(message.abstained),
-                    interrupted=bool(message.interrupted),
-                    citations=json.loads(message.citations),
-                    conversation=message.conversation,
-                    created_at=message.created_at,
-                )
-                for message in connection.execute(
-                    select(messages).where(messages.c.session_id == row.id).order_by(messages.c.id)
-                )
-            ]
-        return Session(row.id, row.name, row.summary, row.folded, row.conversation, history)
+            return _loaded(connection, row)
+
+    def find(self, name: str) -> Session:
+        """The existing session called `name` (InputError if there is none); writes nothing."""
+        with self.store.transaction() as connection:
+            row = connection.execute(select(sessions).where(sessions.c.name == name)).first()
+            if row is None:
+                raise InputError(f"no session called {name!r}; `assistant sessions` lists them")
+            return _loaded(connection, row)
 
     def record(
         self,
@@ -178,3 +172,22 @@ class Sessions:
                 raise InputError(f"no session called {name!r}; `assistant sessions` lists them")
             connection.execute(delete(messages).where(messages.c.session_id == found))
             connection.execute(delete(sessions).where(sessions.c.id == found))
+
+
+def _loaded(connection: Connection, row: Row[Any]) -> Session:
+    """The session of a `sessions` row, with every recorded turn, oldest first."""
+    history = [
+        RecordedTurn(
+            question=message.question,
+            answer=message.answer,
+            abstained=bool(message.abstained),
+            interrupted=bool(message.interrupted),
+            citations=json.loads(message.citations),
+            conversation=message.conversation,
+            created_at=message.created_at,
+        )
+        for message in connection.execute(
+            select(messages).where(messages.c.session_id == row.id).order_by(messages.c.id)
+        )
+    ]
+    return Session(row.id, row.name, row.summary, row.folded, row.conversation, history)

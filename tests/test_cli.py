@@ -24,8 +24,8 @@ def run(tmp_path: Path, model_cache: Path):  # type: ignore[no-untyped-def]
         "COLUMNS": "200",
     }
 
-    def invoke(*arguments: str):  # type: ignore[no-untyped-def]
-        return runner.invoke(app, list(arguments), env=environment)
+    def invoke(*arguments: str, input: str | None = None, **variables: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, list(arguments), input=input, env=environment | variables)
 
     return invoke
 
@@ -239,3 +239,151 @@ def test_messages_stay_on_one_line_when_not_a_terminal(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("added 0 ")
     assert result.stdout.splitlines()[0].endswith(" s)")
+
+
+def test_version(run) -> None:  # type: ignore[no-untyped-def]
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.output == f"assistant {version('assistant')}\n"
+
+
+def test_shell_completion_is_offered(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "--install-completion" in result.output and "--show-completion" in result.output
+
+
+def test_ask_reads_the_question_from_stdin(run) -> None:  # type: ignore[no-untyped-def]
+    for arguments in ((), ("-",)):
+        result = run("ask", *arguments, input="  \n\n")
+        assert result.exit_code == 1
+        assert result.stderr == "error: the question is empty\n"
+        # A question on stdin gets past the check, to the (empty) home: no model is loaded.
+        result = run("ask", *arguments, "--no-stream", input="What does the KV cache store?\n")
+        assert result.exit_code == 1 and "Nothing is ingested" in result.stderr
+        assert "question is empty" not in result.output
+
+
+def test_errors_under_json_are_json(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("ingest", str(tmp_path / "missing"), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "error": f"no such file or folder: {tmp_path / 'missing'}",
+        "kind": "input_error",
+    }
+    assert result.stderr == ""
+
+    result = run("ask", "--json", input="")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"error": "the question is empty", "kind": "input_error"}
+
+    for command in (("ask", "What does the KV cache store?"), ("search", "cache")):
+        result = run(*command, "--json")
+        assert result.exit_code == 1
+        error = json.loads(result.stdout)
+        assert error["kind"] == "input_error" and "nothing is ingested" in error["error"]
+
+    result = run("sessions", "--delete", "nope", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"].startswith("no session called 'nope'")
+
+    result = run("ingest", str(tmp_path / "missing"))  # without --json: the red line
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: no such file or folder")
+
+
+@pytest.mark.parametrize("command", ["ask", "chat"])
+def test_generation_flags_are_checked_before_any_model_loads(run, command: str) -> None:  # type: ignore[no-untyped-def]
+    question = ["What?"] if command == "ask" else []
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    for flag in ("--temperature", "--max-tokens", "--no-stream"):
+        assert flag in result.output
+    result = run(command, *question, "--temperature", "-0.5")
+    assert result.exit_code == 2 and "Invalid value for '--temperature'" in result.output
+    result = run(command, *question, "--max-tokens", "0")
+    assert result.exit_code == 2 and "Invalid value for '--max-tokens'" in result.output
+
+
+def _record_a_session(home: Path, docs: Path) -> None:
+    """Two turns in session `work` (one cited, one stopped), then a /reset and an abstention."""
+    from assistant.config import Config
+    from assistant.home import Home
+    from assistant.session import Sessions
+
+    assistant_home = Home(Config.load(environ={}, home=home))
+    sessions = Sessions(assistant_home.store)
+    session = sessions.open("work")
+    citation = {
+        "n": 1,
+        "source": str(docs / "cache.md"),
+        "start_line": 3,
+        "end_line": 4,
+        "page": None,
+        "heading": "Cache",
+        "text": "The KV cache stores keys and values.",
+        "score": 0.5,
+    }
+    sessions.record(
+        session, "What does the cache store?", "Keys and values. [1]", citations=[citation]
+    )
+    sessions.record(session, "How big is it?", "", interrupted=True)
+    sessions.reset(session)
+    sessions.record(session, "Who wrote Frankenstein?", "I couldn't find this.", abstained=True)
+    assistant_home.close()
+
+
+def test_sessions_list_export_and_delete(run, tmp_path: Path, docs: Path) -> None:  # type: ignore[no-untyped-def]
+    _record_a_session(tmp_path / "home", docs)
+
+    listed = run("sessions", "--json")
+    assert listed.exit_code == 0
+    assert [(s["name"], s["turns"]) for s in json.loads(listed.stdout)] == [("work", 3)]
+
+    markdown = run("sessions", "export", "work", "--format", "md")
+    assert markdown.exit_code == 0, markdown.output
+    text = markdown.stdout
+    assert text.startswith("# Chat session: work\n")
+    assert "## 1. What does the cache store?" in text and "Keys and values. [1]" in text
+    assert f"- [1] `{docs / 'cache.md'}:3-4`, Cache" in text
+    assert "## 2. How big is it?" in text and "stopped before the answer" in text
+    assert text.index("A new conversation starts here") < text.index("## 3. Who wrote")
+    assert "\x1b[" not in text
+
+    exported = run("sessions", "export", "work", "--format", "json")
+    assert exported.exit_code == 0
+    turns = json.loads(exported.stdout)["turns"]
+    assert [turn["question"] for turn in turns] == [
+        "What does the cache store?",
+        "How big is it?",
+        "Who wrote Frankenstein?",
+    ]
+    assert turns[0]["citations"][0]["heading"] == "Cache" and turns[1]["interrupted"]
+    assert turns[2]["abstained"] and turns[2]["conversation"] == 2
+
+    target = tmp_path / "work.md"
+    written = run("sessions", "export", "work", "--output", str(target))
+    assert written.exit_code == 0 and written.stdout == ""
+    assert target.read_text() == text and "wrote 3 turn(s)" in written.stderr
+
+    missing = run("sessions", "export", "nope")
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: no session called 'nope'")
+    wrong = run("sessions", "export", "work", "--format", "pdf")
+    assert wrong.exit_code == 1 and "md or json" in wrong.stderr
+    unwritable = run("sessions", "export", "work", "-o", str(tmp_path / "no" / "such.md"))
+    assert unwritable.exit_code == 1 and "cannot write" in unwritable.stderr
+
+    deleted = run("sessions", "--delete", "work")
+    assert deleted.exit_code == 0 and "deleted session work" in deleted.stdout
+    assert "No sessions yet" in run("sessions").stdout
+
+
+def test_no_escape_codes_with_no_color_or_into_a_pipe(run) -> None:  # type: ignore[no-untyped-def]
+    # FORCE_COLOR makes rich treat the runner's output as a terminal: styled, as a user sees it.
+    assert "\x1b[" in run("sessions", FORCE_COLOR="1").stdout
+    assert "\x1b[" not in run("sessions", FORCE_COLOR="1", NO_COLOR="1").stdout
+    assert "\x1b[" not in run("sessions").stdout  # not a terminal
+    result = run("ingest", "/nonexistent/folder", FORCE_COLOR="1", NO_COLOR="1")
+    assert result.exit_code == 1 and result.stderr.startswith("error: no such file")

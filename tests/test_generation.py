@@ -14,7 +14,12 @@ import pytest
 
 from assistant.config import Config
 from assistant.errors import ConfigError, InputError, ModelError
-from assistant.generation import GenerationStats, IncrementalDecoder, LanguageModel
+from assistant.generation import (
+    GenerationStats,
+    IncrementalDecoder,
+    LanguageModel,
+    cache_argument,
+)
 from assistant.models import resolve_language_model
 from assistant.weights import dense_cache_dir
 
@@ -130,14 +135,15 @@ def test_stream_pieces_join_to_complete(model: LanguageModel) -> None:
 
 
 @pytest.mark.e2e
-def test_steps_run_on_one_thread_and_the_setting_comes_back(model: LanguageModel) -> None:
+def test_steps_run_on_their_threads_and_the_setting_comes_back(config: Config) -> None:
     import torch
 
+    one_thread = LanguageModel.load(config.replace(step_threads=1))
     threads = torch.get_num_threads()
     seen = []
-    for _ in model.stream(QUESTION, max_new_tokens=6):
+    for _ in one_thread.stream(QUESTION, max_new_tokens=6):
         seen.append(torch.get_num_threads())  # the consumer runs between steps
-    assert seen and seen[-1] == 1  # 4-bit steps: one thread (generation._step_threads)
+    assert seen and seen[-1] == 1  # the steps' own thread count (plan.step_threads)
     assert torch.get_num_threads() == threads
 
 
@@ -246,9 +252,13 @@ def _step_log_probs(language_model: LanguageModel, ids: list[int]) -> Any:
 
     cache = growing_cache(language_model._model.config)
     with torch.inference_mode():
-        language_model._model(input_ids=torch.tensor([ids[:-1]]), past_key_values=cache)
+        language_model._model(
+            input_ids=torch.tensor([ids[:-1]]), **{cache_argument(language_model._model): cache}
+        )
         output = language_model._model(
-            input_ids=torch.tensor([ids[-1:]]), past_key_values=cache, logits_to_keep=1
+            input_ids=torch.tensor([ids[-1:]]),
+            **{cache_argument(language_model._model): cache},
+            logits_to_keep=1,
         )
     return output.logits[0, -1].float().log_softmax(-1)
 

@@ -49,3 +49,18 @@ def test_a_k_cut_by_the_context_window_is_said(terminal: bool) -> None:
 @pytest.mark.parametrize("terminal", [False, True])
 def test_a_k_used_as_asked_needs_no_note(terminal: bool) -> None:
     assert "cut" not in printed(answer(5, 5), terminal)
+
+
+def test_without_streaming_a_terminal_gets_only_the_checked_answer() -> None:
+    output = io.StringIO()
+    console = Console(file=output, width=120, force_terminal=True, color_system=None)
+    events = iter(["RAW MODEL TEXT ", "as it comes", answer(5, 5)])
+    shown = show_answer(console, events, stream=False)
+    text = output.getvalue()
+    assert shown is not None and f"{SENTENCE} [1]" in text and "Sources:" in text
+    assert "RAW MODEL TEXT" not in text and "searching your documents" not in text
+
+    streamed = io.StringIO()
+    live = Console(file=streamed, width=120, force_terminal=True, color_system=None)
+    show_answer(live, iter(["RAW MODEL TEXT ", answer(5, 5)]))
+    assert "searching your documents" in streamed.getvalue()  # the default: the live view

@@ -52,3 +52,12 @@ def test_list_and_delete(sessions: Sessions) -> None:
         sessions.delete("a")
     with pytest.raises(InputError):
         sessions.open("  ")
+
+
+def test_find_reads_an_existing_session_and_creates_none(sessions: Sessions) -> None:
+    sessions.record(sessions.open("a"), "q", "a", citations=[{"n": 1}])
+    found = sessions.find("a")
+    assert [(t.question, t.citations) for t in found.history] == [("q", [{"n": 1}])]
+    with pytest.raises(InputError, match="no session called 'b'"):
+        sessions.find("b")
+    assert [info.name for info in sessions.list()] == ["a"]

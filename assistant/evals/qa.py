@@ -62,8 +62,10 @@ REPORTED_SETTINGS = (
     "require_answer_type",
     "engine",
     "weights",
-    "prompt_int8",
+    "step_products",
+    "prompt_products",
     "native_attention",
+    "step_threads",
     "embedding_backend",
 )
 

@@ -38,6 +38,21 @@ def write_results(path: Path, results: dict[str, Any]) -> None:
     path.write_text(text)
 
 
+def cpu_class(flags: Sequence[str]) -> str:
+    """The class `evals/README.md` keeps a table for: what decides which kernels are fast."""
+    if "avx512_bf16" in flags and "avx512_vnni" in flags:
+        return "AVX-512 with BF16 and VNNI (e.g. AMD Zen 4)"
+    if "avx512f" in flags:
+        return "AVX-512 without BF16 or VNNI"
+    if "avx2" in flags and "fma" in flags:
+        return "AVX2 and FMA, no AVX-512 (e.g. AMD Zen 3)"
+    return (
+        "other ("
+        + (" ".join(f for f in flags if f.startswith(("asimd", "sve", "neon"))) or "no AVX2")
+        + ")"
+    )
+
+
 def machine_info(packages: Sequence[str] = ("torch", "transformers")) -> dict[str, Any]:
     """CPU model and the flags that matter here, cores, package versions, thread settings, and
     the load average at the start (a shared machine's load says how far to trust the times)."""
@@ -55,6 +70,10 @@ def machine_info(packages: Sequence[str] = ("torch", "transformers")) -> dict[st
     info: dict[str, Any] = {
         "cpu": cpu_model,
         "cores": len(os.sched_getaffinity(0)),
+        "cpu_class": cpu_class(flags.split()),
+        "avx2": "avx2" in flags.split(),
+        "fma": "fma" in flags.split(),
+        "avx512f": "avx512f" in flags.split(),
         "avx512_bf16": "avx512_bf16" in flags.split(),
         "avx512_vnni": "avx512_vnni" in flags.split(),
         **versions,

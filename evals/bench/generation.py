@@ -47,7 +47,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, Text
 
 from assistant.attention import PromptAttention
 from assistant.config import Config
-from assistant.generation import LanguageModel
+from assistant.generation import LanguageModel, cache_argument
 from assistant.kv_cache import growing_cache
 from assistant.models import resolve_language_model
 from assistant.weights import dense_cache_dir
@@ -356,7 +356,9 @@ def cache_ab(
                         torch.set_num_threads(model._step_threads)
                         started = time.perf_counter()
                     logits = model._model(
-                        input_ids=step_input, past_key_values=cache, logits_to_keep=1
+                        input_ids=step_input,
+                        **{cache_argument(model._model): cache},
+                        logits_to_keep=1,
                     ).logits
                     step_input = logits[:, -1].argmax(-1, keepdim=True)
                     produced.append(int(step_input))
