@@ -70,6 +70,14 @@ REPORTED_SETTINGS = (
 )
 
 
+def engine_used(language_model: object) -> str:
+    """What ran the model: the engine's class and, for ours, the kernels measured for this CPU."""
+    plan = getattr(language_model, "plan", None)
+    choices = getattr(plan, "choices", {}) or {}
+    details = ", ".join(f"{name}={choice.chosen}" for name, choice in choices.items())
+    return type(language_model).__name__ + (f" ({details})" if details else "")
+
+
 def judge_supports(sentence: str, passage: str) -> bool:
     """The eval's own support judge: most of the sentence's content words are in the passage."""
     words = content_words(sentence)
@@ -126,6 +134,7 @@ def run_qa_eval(
             "limit": limit,
             "seed": seed,
             **{name: home.config.as_dict()[name] for name in REPORTED_SETTINGS},
+            "engine_used": engine_used(language_model),
         },
         model=language_model.name,
         dataset=str(questions_path),
