@@ -85,7 +85,11 @@ def test_info_says_what_attends_over_the_prompt(run, tmp_path: Path) -> None:  #
     else:
         assert shown in ("available", "unavailable: this CPU lacks AVX512-BF16")
     assert details["cpu"] and details["engine"]
-    assert details["torch_kernels"].startswith("measured at the first question")
+    # Not measured yet, or measured by an earlier test sharing the models folder.
+    measured = details.get("torch_prompt_products", "")
+    assert details.get("torch_kernels", "").startswith("measured at the first question") or (
+        measured.startswith(("int8", "int4", "float32")) and "measured" in measured
+    )
 
 
 def test_info_names_a_missing_compiler(
