@@ -165,6 +165,13 @@ class CalibrationCache:
         with contextlib.suppress(OSError):
             write_text_atomically(self.path, json.dumps(entries, indent=2) + "\n")
 
+    def clear(self) -> int:
+        """Forget every measurement of this folder (they are taken again at the next load);
+        returns how many entries there were."""
+        count = len(self._read())
+        self.path.unlink(missing_ok=True)
+        return count
+
     def _read(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))

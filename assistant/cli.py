@@ -675,6 +675,25 @@ def info_command(
         raise typer.Exit(1)
 
 
+@app.command("calibrate")
+@handle_errors
+def calibrate_command(
+    home: HomeOption = None, as_json: JsonOption = False, debug: DebugOption = False
+) -> None:
+    """Measure again which engine and kernels are fastest on this CPU (keep the machine quiet)."""
+    from assistant import engines
+
+    config = load_config(home, debug=debug)
+    with errors.status("measuring this CPU…", spinner="dots") if errors.is_terminal else _nothing():
+        engines.measure_again(config)
+    details = {"engine": engines.describe(config), **_kernel_choices(config)}
+    if as_json:
+        print(json.dumps(details, indent=2))
+        return
+    for key, value in details.items():
+        console.print(f"[bold]{key}[/] {escape(value)}")
+
+
 @app.command("repair")
 @handle_errors
 def repair_command(

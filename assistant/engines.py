@@ -207,6 +207,14 @@ def measuring_prompt(model: ChatModel, tokens: int) -> list[int]:
     return model.prompt_ids(messages)
 
 
+def measure_again(config: Config) -> ChatModel:
+    """Forget what was measured in this models folder and load the model, measuring the engine
+    and kernels anew (after a busy moment, or when the machine changed in a way the cache key
+    does not see)."""
+    CalibrationCache(config.models_dir).clear()
+    return load_chat_model(config)
+
+
 def describe(config: Config) -> str:
     """The engine `assistant info` reports: what runs and why, without loading a model."""
     if config.engine != "auto":

@@ -3,6 +3,7 @@ cached, and forced by ASSISTANT_ENGINE. Skipped where llama.cpp (xllamacpp) is n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,26 @@ def test_the_engine_setting_forces_one(config: Config) -> None:
     assert isinstance(load_chat_model(config.replace(engine="llamacpp")), LlamaCppModel)
     assert cached_choice(config) is None  # forcing measures nothing
     assert describe(config.replace(engine="torch")) == "torch (forced by ASSISTANT_ENGINE)"
+
+
+@pytest.mark.e2e
+def test_calibrate_measures_again(config: Config) -> None:
+    from typer.testing import CliRunner
+
+    from assistant.calibration import CalibrationCache, Choice
+    from assistant.cli import app
+
+    stale = Choice("engine", "torch", {"torch": 1.0}, "measured on a busy machine")
+    CalibrationCache(config.models_dir).put("stale-key", {"engine": stale})
+    environment = {
+        "ASSISTANT_HOME": str(config.home),
+        "ASSISTANT_CACHE_DIR": str(config.models_dir),
+        "ASSISTANT_DEVICE": "cpu",
+    }
+    result = CliRunner().invoke(app, ["calibrate", "--json"], env=environment)
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.output)
+    choice = cached_choice(config)
+    assert choice is not None and details["engine"] == choice.describe()
+    assert "torch_prompt_products" in details  # the torch engine's plan was measured too
+    assert CalibrationCache(config.models_dir).get("stale-key") is None
