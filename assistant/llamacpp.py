@@ -43,6 +43,36 @@ _FINISH = {"stop": "eos", "length": "length"}
 _END = object()  # the queue's last item: the request has returned
 
 
+LISTEN_SECONDS = 30.0
+_UNSTARTED: list[Any] = []  # servers whose listener never answered: freeing one would hang
+
+
+def _wait_until_listening(server: Any) -> None:
+    """Return once llama.cpp's HTTP listener answers on its loopback port.
+
+    Freeing a server whose listener thread has not started yet blocks forever (xllamacpp
+    2026.10: the destructor's stop() comes before the thread's listen() and then joins it), so a
+    model that is loaded and dropped at once (a failed check, a measurement) would hang the
+    process. Any HTTP answer, even 401 or 503, means the thread is listening.
+    """
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + LISTEN_SECONDS
+    address = f"{server.listening_address}/health"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    while time.monotonic() < deadline:
+        try:
+            with direct.open(address, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # an answer all the same
+        except OSError:
+            time.sleep(0.01)
+    _UNSTARTED.append(server)
+    raise ModelError(f"llama.cpp's server did not start listening within {LISTEN_SECONDS:.0f} s")
+
+
 class LlamaCppModel(TemplatedModel):
     """A GGUF chat model run by llama.cpp on the CPU. Build it with `LlamaCppModel.load(config)`."""
 
@@ -103,6 +133,7 @@ class LlamaCppModel(TemplatedModel):
             server = xllamacpp.Server(params)
         except RuntimeError as error:
             raise ModelError(f"llama.cpp cannot load {path}: {error}") from error
+        _wait_until_listening(server)
         model = cls(config, server, tokenizer, context_length)
         model._api_key = api_key
         return model

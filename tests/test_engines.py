@@ -79,7 +79,7 @@ def test_calibrate_measures_again(config: Config) -> None:
     }
     result = CliRunner().invoke(app, ["calibrate", "--json"], env=environment)
     assert result.exit_code == 0, result.output
-    details = json.loads(result.output)
+    details = json.loads(result.stdout)  # stderr may hold a library's warning
     choice = cached_choice(config)
     assert choice is not None and details["engine"] == choice.describe()
     assert "torch_prompt_products" in details  # the torch engine's plan was measured too
