@@ -9,6 +9,7 @@ NO_COLOR set.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -321,20 +322,13 @@ def _load_model(config: Config) -> Any:
     """Load the language model, with a spinner on a terminal (the first run converts the GGUF)."""
     from assistant.engines import load_chat_model
 
-    with (
-        errors.status("loading the language model…", spinner="dots")
-        if errors.is_terminal
-        else (_nothing())
-    ):
+    with _busy("loading the language model…"):
         return load_chat_model(config)
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
+def _busy(text: str) -> contextlib.AbstractContextManager[Any]:
+    """A spinner saying `text` on a terminal; nothing in a pipe or a log."""
+    return errors.status(text, spinner="dots") if errors.is_terminal else contextlib.nullcontext()
 
 
 @app.command("chat")
@@ -684,7 +678,7 @@ def calibrate_command(
     from assistant import engines
 
     config = load_config(home, debug=debug)
-    with errors.status("measuring this CPU…", spinner="dots") if errors.is_terminal else _nothing():
+    with _busy("measuring this CPU…"):
         engines.measure_again(config)
     details = {"engine": engines.describe(config), **_kernel_choices(config)}
     if as_json:
@@ -714,7 +708,7 @@ def repair_command(
     assistant_home = Home(config)
     report: RepairReport | None = None
     with assistant_home.writing():
-        with errors.status("repairing…", spinner="dots") if errors.is_terminal else _nothing():
+        with _busy("repairing…"):
             for event in repair(assistant_home, paths or [], force):
                 if isinstance(event, RepairReport):
                     report = event

@@ -83,9 +83,7 @@ def plan(
     weights are 4-bit codes already (a 4-bit GGUF file), so 4-bit products lose nothing more;
     for other models 4-bit weights are used only when `config.weights` asks for them."""
     cores = available_cores()
-    asked = config.weights == "int4" or config.step_products in ("int4", "int4_native")
-    int4_allowed = _int4_possible() and (asked or four_bit)
-    if config.weights == "dense" or not int4_allowed:
+    if not _four_bit_steps_possible(config, four_bit):
         reason = (
             "forced by ASSISTANT_WEIGHTS=dense"
             if config.weights == "dense"
@@ -124,13 +122,18 @@ def cached_plan(config: Config) -> KernelPlan | None:
     class _Shapes:  # what `plan` reads of a model when the answer is cached
         config = settings
 
-    if config.weights == "dense" or not (
-        _int4_possible() and (four_bit or config.weights == "int4")
-    ):
+    if not _four_bit_steps_possible(config, four_bit):
         return plan(_Shapes(), config, four_bit=four_bit)
     key = _key(_Shapes())
     measured = CalibrationCache(config.models_dir).get(key)
     return None if measured is None else _apply_settings(measured, config)
+
+
+def _four_bit_steps_possible(config: Config, four_bit: bool) -> bool:
+    """Whether 4-bit weights are a candidate at all: this torch has the kernels, dense weights
+    are not forced, and the model is a 4-bit file or a setting asks for 4 bits."""
+    asked = config.weights == "int4" or config.step_products in ("int4", "int4_native")
+    return config.weights != "dense" and _int4_possible() and (asked or four_bit)
 
 
 def _key(model: Any) -> str:
