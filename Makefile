@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint check clean
+.PHONY: setup demo test test-fast lint check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ demo: setup
 	$(BIN)/assistant ingest corpora/sample
 	$(BIN)/assistant ask "What does the KV cache store?"
 
+# Unit tests first (seconds, no language model), then the end-to-end tests with the real models.
 test:
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests/unit tests/e2e
+
+test-fast:
+	$(BIN)/python -m pytest -q tests/unit
 
 lint:
 	$(BIN)/ruff check .

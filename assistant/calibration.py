@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.devices import cpu_identity
 from assistant.files import write_text_atomically
 
 # Bump when what is measured, or how, changes: every cached choice is then measured again.
@@ -105,8 +106,6 @@ def best_time(run: Callable[[], object], repeats: int = 3, warmups: int = 1) -> 
 
 def machine_signature() -> dict[str, str]:
     """What a measurement depends on besides the model: CPU model and flags, library versions."""
-    from assistant.native import cpu_identity
-
     signature = {"cpu": cpu_identity(), "machine": platform.machine(), "version": str(VERSION)}
     for package in _PACKAGES:
         try:
@@ -118,8 +117,6 @@ def machine_signature() -> dict[str, str]:
 
 def cpu_summary() -> str:
     """The CPU's model and the instruction sets that decide the kernels, for display."""
-    from assistant.native import cpu_identity
-
     text = cpu_identity()
     model = next(
         (line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
+from pathlib import Path
 
 from assistant.errors import ConfigError, ModelError
 
@@ -35,3 +37,13 @@ def choose_device(setting: str) -> str:
     if not torch.cuda.is_available():
         raise ModelError(f"device {setting!r} was asked for but torch sees no CUDA GPU")
     return setting
+
+
+def cpu_identity() -> str:
+    """The CPU's model and instruction-set flags (Linux), else what platform knows."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    wanted = ("model name", "flags")
+    return "\n".join(sorted({line for line in lines if line.startswith(wanted)}))

@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assistant.answer.memory import Turn, rewrite_query
 from assistant.config import Config
-from assistant.home import Home
-from assistant.ingest import ingest
-from assistant.memory import Turn, rewrite_query
+from assistant.index.home import Home
+from assistant.ingest.pipeline import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "evals/sets/sample-qa.jsonl"

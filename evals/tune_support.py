@@ -1,6 +1,7 @@
 """Tune the grounding thresholds on data that no reported evaluation uses.
 
-Two decisions of `assistant.grounding.SupportChecker` are tuned here, with the bundled embedder:
+Two decisions of `assistant.grounding.checker.SupportChecker` are tuned here, with the bundled
+embedder:
 
 1. Is a claim supported by a text? The weights of the support score (lexical weight, semantic
    floor, key-term penalty) and the threshold are chosen on two kinds of claim, equally weighted:
@@ -24,7 +25,7 @@ Two decisions of `assistant.grounding.SupportChecker` are tuned here, with the b
         [--cache /tmp/tune_support_embeddings.pkl]
 
 Prints the chosen values with accuracy and F1 on the tuning data and writes everything as JSON.
-The chosen values are copied by hand into `assistant/grounding.py`.
+The chosen values are copied by hand into `assistant/grounding/checker.py`.
 """
 
 from __future__ import annotations
@@ -44,15 +45,15 @@ import numpy.typing as npt
 
 from assistant.evals.datasets import balanced_sample, load_halueval, load_qa_items, read_jsonl
 from assistant.evals.metrics import classification_scores
-from assistant.grounding import (
+from assistant.grounding.checker import (
     Claim,
     SupportChecker,
     SupportSignals,
     combine_signals,
     evidence_units,
 )
+from assistant.index.passage import Passage
 from assistant.models import BUNDLED_EMBEDDER, resolve_embedder
-from assistant.passage import Passage
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNING_HALUEVAL_ROWS = range(4000, 5000)

@@ -105,7 +105,7 @@ def reopened_index_problems(home: Path) -> list[str]:
     """Open the home as every command does (the index is brought in step with the database, in
     memory) and say whether the index then holds exactly the database's chunks."""
     from assistant.config import Config
-    from assistant.home import Home
+    from assistant.index.home import Home
 
     opened = Home(Config.load(environ={}, home=home))
     if opened.store.counts()["chunks"] == 0:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from assistant.config import Config
-from assistant.embedding import Embedder
-from assistant.home import Home
+from assistant.embed.embedder import Embedder
+from assistant.index.home import Home
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = REPOSITORY / "corpora" / "sample"
@@ -61,7 +61,7 @@ def sample_environment(
     tmp_path_factory: pytest.TempPathFactory, model_cache: Path, embedder: Embedder
 ) -> dict[str, str]:
     """Environment variables for a CLI subprocess over a home holding the sample corpus."""
-    from assistant.ingest import ingest
+    from assistant.ingest.pipeline import ingest
 
     home = tmp_path_factory.mktemp("sample-home")
     config = Config.load(environ={}, home=home)

@@ -21,7 +21,7 @@ from typing import Any
 from assistant.evals.datasets import load_halueval
 from assistant.evals.metrics import classification_scores
 from assistant.evals.report import EvalProgress, EvalReport
-from assistant.grounding import SupportChecker
+from assistant.grounding.checker import SupportChecker
 
 TUNING_ROWS = range(4000, 5000)  # 0-based row indexes reserved for tuning
 

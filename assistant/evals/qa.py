@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.answer import Answer, Answerer
+from assistant.answer.memory import Turn
+from assistant.answer.pipeline import Answer, Answerer
 from assistant.evals.datasets import QAItem, balanced_sample, load_qa_items, read_jsonl
 from assistant.evals.metrics import (
     SentenceJudgement,
@@ -34,14 +35,13 @@ from assistant.evals.metrics import (
     percentile,
 )
 from assistant.evals.report import EvalProgress, EvalReport
-from assistant.home import Home
-from assistant.ingest import IngestProgress, IngestSummary, ingest
-from assistant.memory import Turn
-from assistant.passage import Passage
-from assistant.sentences import content_words
+from assistant.index.home import Home
+from assistant.index.passage import Passage
+from assistant.ingest.pipeline import IngestProgress, IngestSummary, ingest
+from assistant.text.sentences import content_words
 
 if TYPE_CHECKING:
-    from assistant.generation import LanguageModel
+    from assistant.llm.torch_engine import LanguageModel
 
 JUDGE_COVERAGE = 0.75
 REPORTED_SETTINGS = (

@@ -17,9 +17,9 @@ from assistant.errors import EvalDataError
 from assistant.evals.datasets import load_beir_qrels, load_beir_queries
 from assistant.evals.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k
 from assistant.evals.report import EvalProgress, EvalReport
-from assistant.home import Home
-from assistant.ingest import IngestProgress, IngestSummary, ingest
-from assistant.retrieval import MODES, rank_documents
+from assistant.index.home import Home
+from assistant.index.retrieval import MODES, rank_documents
+from assistant.ingest.pipeline import IngestProgress, IngestSummary, ingest
 
 CHUNKS_PER_QUERY = 100  # chunk candidates gathered per query before ranking documents
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import common
 
-from assistant.answer import Answer, Answerer, Retrieved
+from assistant.answer.pipeline import Answer, Answerer, Retrieved
 from assistant.config import Config
-from assistant.engines import describe, load_chat_model
-from assistant.home import Home
-from assistant.ingest import ingest
+from assistant.index.home import Home
+from assistant.ingest.pipeline import ingest
+from assistant.llm.loader import describe, load_chat_model
 
 ROOT = common.ROOT
 CORPUS = ROOT / "corpora" / "sample"
@@ -126,8 +126,8 @@ def report():
     sys.stderr.write("\\nPEAK_RSS_KIB=" + re.search(r"VmHWM:\\s+(\\d+)", status).group(1) + "\\n")
 atexit.register(report)
 sys.argv = ["assistant", "chat", "--session", "bench"]
-from assistant.cli import main
-main()
+from assistant.cli import app
+app(prog_name="assistant")
 """
 
 

@@ -5,15 +5,15 @@ Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
 - load time: the first load (GGUF de-quantized, dense copy written) against a cached dense load;
 - time to first token and decode tokens/s for a short (~140-token) and a long (~1,500-token)
   RAG-style prompt built from the sample corpus, with float32 weights (the plain path), the plan
-  this CPU measured fastest (`assistant/kernel_plan.py`), each path that plan chooses between
+  this CPU measured fastest (`assistant/llm/kernel_plan.py`), each path that plan chooses between
   forced (`FORCED`: 8-bit, 4-bit or float32 prompt products, torch's int4 kernel or ours for the
   steps, one or two step threads, the C attention kernel or torch's), bfloat16 weights, and
   whether each gives float32's greedy answer; a forced path the calibration found several times
   slower than float32 is run on the short prompt only (it takes minutes on the long one);
 - the long prompt's pass alone, the attention kernel and torch's attention taking turns;
 - decode steps after the long prompt with transformers' `DynamicCache` against the project's
-  cache that grows in place (`assistant/kv_cache.py`), taking turns;
-- the manual decode loop of `assistant.generation` against `model.generate` with a
+  cache that grows in place (`assistant/llm/kv_cache.py`), taking turns;
+- the manual decode loop of `assistant.llm.torch_engine` against `model.generate` with a
   `TextIteratorStreamer` on a background thread (the usual transformers streaming recipe).
 
 Each variant runs `--repeats` times and the best run is reported (the machine is shared, so the
@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-# As assistant.generation does, but before torch loads; run with OMP_WAIT_POLICY=ACTIVE to compare.
+# As assistant.llm.torch_engine does, but before torch loads; run with OMP_WAIT_POLICY=ACTIVE to
+# compare.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import common
@@ -45,12 +46,12 @@ import torch
 from torch.nn import functional
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, TextIteratorStreamer
 
-from assistant.attention import PromptAttention
 from assistant.config import Config
-from assistant.generation import LanguageModel, cache_argument
-from assistant.kv_cache import growing_cache
+from assistant.llm.attention import PromptAttention
+from assistant.llm.kv_cache import growing_cache
+from assistant.llm.torch_engine import LanguageModel, cache_argument
+from assistant.llm.weights import dense_cache_dir
 from assistant.models import resolve_language_model
-from assistant.weights import dense_cache_dir
 
 ROOT = common.ROOT
 CORPUS = ROOT / "corpora" / "sample"

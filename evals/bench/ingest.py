@@ -37,14 +37,14 @@ from typing import Any
 import common
 import numpy as np
 
-from assistant.chunking import chunk_document
 from assistant.config import Config
-from assistant.embedding import Embedder, passage_text, use_all_cores
+from assistant.embed.embedder import Embedder, passage_text, use_all_cores
 from assistant.evals.datasets import load_beir_qrels, load_beir_queries
 from assistant.evals.metrics import ndcg_at_k
-from assistant.home import Home
-from assistant.ingest import IngestSummary, discover, ingest
-from assistant.readers import UnreadableFile, read_documents
+from assistant.index.home import Home
+from assistant.ingest.chunking import chunk_document
+from assistant.ingest.pipeline import IngestSummary, discover, ingest
+from assistant.ingest.readers import UnreadableFile, read_documents
 
 ROOT = common.ROOT
 DATA = ROOT.parent / "shared" / "data"

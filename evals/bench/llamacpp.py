@@ -38,9 +38,9 @@ from generation import ROOT, manual_run, rag_prompt
 from transformers import AutoTokenizer
 
 from assistant.config import Config
-from assistant.generation import LanguageModel
+from assistant.llm.torch_engine import LanguageModel
+from assistant.llm.weights import dense_cache_dir
 from assistant.models import resolve_language_model
-from assistant.weights import dense_cache_dir
 
 WORKER = Path(__file__).with_name("llamacpp_worker.py")
 DEFAULT_VENV = Path.home() / ".cache" / "assistant-bench" / "llamacpp-venv"
@@ -136,7 +136,7 @@ def main() -> None:
 
 
 def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """The prompt's token ids, built as assistant.generation builds them."""
+    """The prompt's token ids, built as assistant.llm.torch_engine builds them."""
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 

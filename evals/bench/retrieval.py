@@ -24,9 +24,9 @@ import faiss
 import numpy as np
 
 from assistant.config import Config
-from assistant.embedding import Embedder
+from assistant.embed.embedder import Embedder
 from assistant.evals.datasets import load_beir_queries
-from assistant.store import Store
+from assistant.index.store import Store
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,0 +1,352 @@
+"""Ingest folders and files: read, chunk, embed and store them, incrementally and resumably.
+
+`ingest(home, paths)` is a generator of progress events ending with an `IngestSummary`, so the CLI
+can draw a progress bar without this module knowing about terminals.
+
+- Unchanged files (same size and mtime, or failing that the same SHA-256) are skipped without
+  being read or embedded; the embedder is not even loaded when nothing changed.
+- A changed file's documents are replaced in one transaction; for a JSONL corpus only the rows
+  whose content changed are re-embedded.
+- Re-ingesting a folder removes the documents whose files are gone from it (but not those under
+  a folder it could not list, or of a file it could not read this time).
+- Chunks from many files are embedded together, a slice of a few seconds at a time; each file (or
+  part of a big file) is committed as soon as its slice is embedded, and the vector index is saved
+  every `index_save_seconds`. A kill loses at most the last few seconds of embedding, and the
+  next run picks up the rest (the index is reconciled with the database on open).
+- What to read, and what to pass over, is decided in `discovery`; every file we do not ingest is
+  reported with its reason, and nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import os
+import stat
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from assistant.embed.embedder import passage_text
+from assistant.index.home import Home
+from assistant.index.store import DocumentRow, NewChunk, NewDocument
+from assistant.ingest.chunking import chunk_document
+from assistant.ingest.discovery import Skipped, discover
+from assistant.ingest.readers import Document, UnreadableFile, read_documents
+
+FLUSH_CHUNKS = 256  # start embedding once this many chunks are waiting
+COMMIT_SECONDS = 5.0  # embed about this long between commits: what a kill can lose
+FIRST_SLICE_CHUNKS = 16  # the first slice, before the embedding speed is known
+
+
+@dataclass
+class IngestSummary:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks_added / self.seconds if self.seconds > 0 else 0.0
+
+    def skip_reasons(self) -> Counter[str]:
+        return Counter(item.reason for item in self.skipped)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "removed": len(self.removed),
+            "skipped": len(self.skipped),
+            "chunks_added": self.chunks_added,
+            "chunks_removed": self.chunks_removed,
+            "seconds": round(self.seconds, 3),
+            "chunks_per_second": round(self.chunks_per_second, 2),
+            "files": {
+                "added": self.added,
+                "updated": self.updated,
+                "removed": self.removed,
+                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    files_done: int
+    files_total: int
+    chunks_done: int
+    path: str
+
+
+@dataclass
+class _PendingFile:
+    """Documents of one file waiting to be embedded; a big file is split into several groups."""
+
+    path: str
+    is_new: bool
+    documents: list[tuple[NewDocument, list[str]]]  # document (chunks without vectors) + texts
+    keep_keys: list[str]  # every document key of the file once ingested: commits keep the others
+    last: bool = True  # the file's last group: counting it as added/updated happens here
+
+
+def ingest(home: Home, paths: Sequence[Path]) -> Iterator[IngestProgress | IngestSummary]:
+    """Bring the store in step with `paths`; yields progress, then the summary."""
+    started = time.perf_counter()
+    files, folders, skipped = discover(paths)
+    summary = IngestSummary(skipped=skipped)
+    known: dict[str, list[DocumentRow]] = {}
+    for row in home.store.documents():
+        known.setdefault(row.path, []).append(row)
+    writer = _Writer(home, summary, len(files))
+
+    for number, path in enumerate(files, start=1):
+        key = str(path)
+        yield IngestProgress(number - 1, len(files), writer.chunks_done, key)
+        groups = _changes(home, path, known.get(key, []), summary)
+        for group in groups:
+            writer.pending.append(group)
+            writer.pending_chunks += sum(len(texts) for _, texts in group.documents)
+            if writer.pending_chunks >= FLUSH_CHUNKS:
+                yield from writer.flush()
+    yield from writer.flush()
+
+    ingested = {str(path) for path in files}
+    kept = {item.path for item in summary.skipped if not item.forget}
+    vanished = [
+        stored
+        for folder in folders
+        for stored in sorted({row.path for row in home.store.documents(str(folder))})
+        if stored not in ingested and not _under_any(stored, kept)
+    ]
+    if vanished:
+        removed_ids = home.store.forget_paths(vanished)
+        home.index.remove(removed_ids)
+        summary.chunks_removed += len(removed_ids)
+        summary.removed.extend(vanished)
+    home.save_index()
+    summary.seconds = time.perf_counter() - started
+    yield summary
+
+
+class _Writer:
+    """Embeds waiting documents a slice at a time, commits what each slice completes, and keeps
+    the vector index in step.
+
+    A slice holds about `COMMIT_SECONDS` of embedding at the speed measured on the slice before,
+    so commits come every few seconds however slow the machine. Documents are the unit: a file
+    whose documents span slices is committed in parts, and until its last part its documents
+    carry no file hash, so a run that is killed half-way through it is finished by the next one,
+    which embeds only the documents not yet stored.
+    """
+
+    def __init__(self, home: Home, summary: IngestSummary, files_total: int) -> None:
+        self.home = home
+        self.summary = summary
+        self.files_total = files_total
+        self.pending: list[_PendingFile] = []
+        self.pending_chunks = 0
+        self.chunks_done = 0
+        self.slice_chunks = FIRST_SLICE_CHUNKS
+        self.last_save = time.monotonic()
+
+    def flush(self) -> Iterator[IngestProgress]:
+        while self.pending:
+            part = self._take_slice()
+            texts = [text for _, documents, _ in part for _, texts in documents for text in texts]
+            started = time.monotonic()
+            vectors = self.home.embedder.embed(texts)
+            if texts:
+                speed = len(texts) / max(time.monotonic() - started, 1e-3)
+                self.slice_chunks = max(1, int(speed * COMMIT_SECONDS))
+            offset = 0
+            for item, documents, final in part:
+                ready: list[NewDocument] = []
+                for document, document_texts in documents:
+                    end = offset + len(document_texts)
+                    ready.append(_with_vectors(document, vectors[offset:end], final))
+                    offset = end
+                self._commit(item, ready, final)
+                done = len(self.summary.added) + len(self.summary.updated)
+                yield IngestProgress(done, self.files_total, self.chunks_done, item.path)
+            if time.monotonic() - self.last_save > self.home.config.index_save_seconds:
+                self.home.index.save()
+                self.last_save = time.monotonic()
+        self.pending_chunks = 0
+
+    def _take_slice(self) -> list[tuple[_PendingFile, list[tuple[NewDocument, list[str]]], bool]]:
+        """Whole documents from the head of the queue, about `slice_chunks` chunks (at least
+        one document); each with its file and whether this part finishes the file."""
+        taken: list[tuple[_PendingFile, list[tuple[NewDocument, list[str]]], bool]] = []
+        count = 0
+        while self.pending and count < self.slice_chunks:
+            item = self.pending[0]
+            documents: list[tuple[NewDocument, list[str]]] = []
+            while item.documents and count < self.slice_chunks:
+                document = item.documents.pop(0)
+                documents.append(document)
+                count += len(document[1])
+            if not item.documents:
+                self.pending.pop(0)
+            taken.append((item, documents, item.last and not item.documents))
+        return taken
+
+    def _commit(self, item: _PendingFile, documents: list[NewDocument], final: bool) -> None:
+        index = self.home.index  # opened (and reconciled) before the commit, not after it
+        removed, added = self.home.store.replace_file(item.path, documents, item.keep_keys)
+        index.remove(removed)
+        if added:
+            index.add(np.asarray(added, dtype=np.int64), _stack(documents))
+        self.summary.chunks_added += len(added)
+        self.summary.chunks_removed += len(removed)
+        self.chunks_done += len(added)
+        if final:
+            (self.summary.added if item.is_new else self.summary.updated).append(item.path)
+
+
+def _changes(
+    home: Home, path: Path, existing: list[DocumentRow], summary: IngestSummary
+) -> list[_PendingFile]:
+    """What must be embedded for one file, as groups to commit; records skips and no-ops."""
+    config = home.config
+    store = home.store
+    key = str(path)
+    try:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "no longer a regular file")
+        if status.st_size > config.max_file_bytes:
+            summary.skipped.append(
+                Skipped(key, f"larger than {config.max_file_bytes // 1_000_000} MB")
+            )
+            return []
+        if existing and all(
+            row.size == status.st_size and row.mtime == status.st_mtime for row in existing
+        ):
+            summary.unchanged.append(key)
+            return []
+        data = _read_regular(path)
+    except OSError as error:
+        summary.skipped.append(Skipped(key, f"cannot read ({error.strerror})"))
+        return []
+    file_hash = hashlib.sha256(data).hexdigest()
+    if existing and all(row.file_hash == file_hash for row in existing):
+        store.touch_file(key, status.st_size, status.st_mtime)
+        summary.unchanged.append(key)
+        return []
+    try:
+        documents = list(read_documents(path, data, file_hash))
+    except UnreadableFile as error:
+        summary.skipped.append(Skipped(key, str(error)))
+        if existing:  # it was readable before; its old text no longer stands for the file
+            removed = store.forget_paths([key])
+            home.index.remove(removed)
+            summary.chunks_removed += len(removed)
+            summary.removed.append(key)
+        return []
+    old_hashes = {row.key: row.content_hash for row in existing}
+    final_keys = [document.key for document in documents]
+    changed = [d for d in documents if old_hashes.get(d.key) != d.content_hash]
+    if not changed:  # same rows, new bytes (reordered lines, say): drop vanished rows only
+        removed, _ = store.replace_file(key, [], final_keys)
+        home.index.remove(removed)
+        store.touch_file(key, status.st_size, status.st_mtime, file_hash)
+        summary.chunks_removed += len(removed)
+        summary.updated.append(key)
+        return []
+    groups: list[_PendingFile] = []
+    current: list[tuple[NewDocument, list[str]]] = []
+    current_chunks = 0
+    for document in changed:
+        texts, new_document = _prepare(home, document, key, file_hash, status)
+        current.append((new_document, texts))
+        current_chunks += len(texts)
+        if current_chunks >= FLUSH_CHUNKS:
+            groups.append(_PendingFile(key, not existing, current, final_keys, last=False))
+            current, current_chunks = [], 0
+    if current:
+        groups.append(_PendingFile(key, not existing, current, final_keys, last=False))
+    groups[-1].last = True
+    return groups
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file. Opened without blocking, so a file swapped for a named pipe
+    since the walk fails here instead of waiting for a writer forever."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(handle, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise OSError(errno.EINVAL, "no longer a regular file")
+        return stream.read()
+
+
+def _under_any(path: str, folders: set[str]) -> bool:
+    """Whether `path` is one of `folders` or lies under one."""
+    candidate = Path(path)
+    return any(str(folder) in folders for folder in (candidate, *candidate.parents))
+
+
+def _prepare(
+    home: Home, document: Document, key: str, file_hash: str, status: os.stat_result
+) -> tuple[list[str], NewDocument]:
+    """Chunk one document; returns the texts to embed and the document (vectors to come)."""
+    config = home.config
+    chunks = chunk_document(
+        document,
+        home.embedder.count_tokens,
+        target=config.chunk_tokens,
+        overlap=config.chunk_overlap,
+        limit=home.embedder.chunk_limit,
+    )
+    new_chunks = [
+        NewChunk(
+            ordinal=chunk.ordinal,
+            text=chunk.text,
+            start_line=chunk.start_line,
+            end_line=chunk.end_line,
+            page=chunk.page,
+            heading=chunk.heading,
+            token_count=chunk.token_count,
+            embedding=np.zeros(0, dtype=np.float32),
+        )
+        for chunk in chunks
+    ]
+    new_document = NewDocument(
+        key=document.key,
+        path=key,
+        format=document.format,
+        title=document.title,
+        content_hash=document.content_hash or file_hash,
+        file_hash=file_hash,
+        size=status.st_size,
+        mtime=status.st_mtime,
+        chunks=new_chunks,
+    )
+    return [passage_text(chunk.heading, chunk.text) for chunk in chunks], new_document
+
+
+def _with_vectors(document: NewDocument, vectors: np.ndarray, final: bool) -> NewDocument:
+    """The document with its chunks' vectors; marked unfinished (no file hash, no size) unless
+    this commit completes its file, so that an interrupted file is never taken as unchanged."""
+    chunks = [
+        dataclasses.replace(chunk, embedding=vector)
+        for chunk, vector in zip(document.chunks, vectors, strict=True)
+    ]
+    if final:
+        return dataclasses.replace(document, chunks=chunks)
+    return dataclasses.replace(document, chunks=chunks, file_hash="", size=-1)
+
+
+def _stack(documents: Sequence[NewDocument]) -> np.ndarray:
+    return np.vstack([chunk.embedding for document in documents for chunk in document.chunks])

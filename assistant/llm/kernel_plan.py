@@ -1,0 +1,417 @@
+"""Which products, attention and thread counts the torch engine runs, measured on this CPU.
+
+The torch engine has several ways to do the same arithmetic on the CPU, and which is fastest
+depends on the CPU more than on anything else:
+
+- the one-token steps multiply by float32 weights or by 4-bit codes (`quantize.Int4Linear`),
+  the latter in torch's int4 kernel or in a C kernel of ours (`gemv`, AVX2); a step reads every
+  weight once, so fewer bytes usually win, unless the kernel reading them is slow (torch's int4
+  kernel is, without AVX-512);
+- the prompt's pass multiplies hundreds of rows at once in float32, on the 4-bit codes, or in
+  8-bit integers: on a CPU with AVX512-VNNI the 8-bit products are the fastest by far, on one
+  without they run a reference loop ~50x slower than float32 (measured on AMD Zen 3);
+- the prompt's attention runs in the C kernel (AVX512-BF16 only) or in torch's;
+- the steps run on one thread or on every core.
+
+`plan` times each candidate on the model's own layers (the first decoder layer's products for
+the prompt, enough layers to spill out of the CPU's caches for the steps, the model's head shapes
+for attention), keeps the fastest unless it does not beat the plain path (float32, torch's
+attention, every core) by a clear margin, and caches the result (`calibration`). Each choice can be
+forced with its setting (`weights`, `prompt_products`, `native_attention`, `step_threads`); a
+forced choice is not measured. A candidate that is already several times slower than the plain
+path on a few rows is not run in full (shown as skipped), so a cliff costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from assistant.calibration import CalibrationCache, Choice, best_time, fastest, key_of
+from assistant.config import Config
+from assistant.devices import available_cores
+from assistant.errors import ModelError
+
+PROMPT_ROWS = 256  # rows of a prompt-sized product when measuring (a short RAG prompt has ~1,000)
+STEP_BYTES = 96 * 2**20  # float32 weight bytes a step measurement reads: beyond any L3 cache
+PROBE_ROWS = 32  # rows of the probe that spots a cliff before a candidate runs in full
+PENDING = "to be measured on the loaded model"
+HOPELESS = 4.0  # a candidate this many times slower than the plain path in its probe is skipped
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """What the torch engine runs on this CPU, and the measurements behind each choice."""
+
+    step_products: str  # "int4" | "int4_native" (the C kernel) | "float32"
+    prompt_products: str  # "int8" | "int4" | "float32"
+    prompt_attention: str  # "kernel" | "torch"
+    step_threads: int
+    choices: dict[str, Choice]
+
+    @property
+    def weights(self) -> str:
+        """The weights the model keeps for its steps: "int4" or "dense"."""
+        return "dense" if self.step_products == "float32" else "int4"
+
+
+def dense_plan(reason: str, threads: int) -> KernelPlan:
+    """The plain path: float32 products and torch's attention (a GPU, or no 4-bit model)."""
+    choices = {
+        name: Choice(name, chosen, {}, reason)
+        for name, chosen in (
+            ("step_products", "float32"),
+            ("prompt_products", "float32"),
+            ("prompt_attention", "torch"),
+            ("step_threads", str(threads)),
+        )
+    }
+    return KernelPlan("float32", "float32", "torch", threads, choices)
+
+
+def plan(
+    model: Any, config: Config, *, four_bit: bool, cache: CalibrationCache | None = None
+) -> KernelPlan:
+    """The plan for a float32 CPU `model` (before any quantization). `four_bit`: the model's
+    weights are 4-bit codes already (a 4-bit GGUF file), so 4-bit products lose nothing more;
+    for other models 4-bit weights are used only when `config.weights` asks for them."""
+    cores = available_cores()
+    if not _four_bit_steps_possible(config, four_bit):
+        reason = (
+            "forced by ASSISTANT_WEIGHTS=dense"
+            if config.weights == "dense"
+            else "float32 weights: the model is not a 4-bit file"
+            if _int4_possible()
+            else "this torch has no int4 CPU kernels"
+        )
+        threads = config.step_threads or cores
+        return _with_forced_threads(dense_plan(reason, threads), config)
+    key = _key(model)
+    cache_hit = cache.get(key) if cache is not None else None
+    measured = cache_hit if cache_hit is not None else _measure(model, config, cores)
+    if cache is not None and cache_hit is None:
+        cache.put(key, measured)
+    return _apply_settings(measured, config)
+
+
+def cached_plan(config: Config) -> KernelPlan | None:
+    """The plan a load of `config.model` on the CPU would use, from the cache alone (None when not
+    measured yet): for `assistant info`, which loads no model."""
+    from transformers import AutoConfig
+
+    from assistant.llm.weights import dense_cache_dir, four_bit_gguf
+    from assistant.models import resolve_language_model
+
+    try:
+        source = resolve_language_model(config.model)
+        folder = dense_cache_dir(source, config.models_dir) if source.gguf_file else source.location
+        if not Path(folder).is_dir():
+            return None
+        settings = AutoConfig.from_pretrained(folder)
+        four_bit = source.gguf_file is not None and four_bit_gguf(source, config.models_dir)
+    except (OSError, ValueError, ModelError):
+        return None
+
+    class _Shapes:  # what `plan` reads of a model when the answer is cached
+        config = settings
+
+    if not _four_bit_steps_possible(config, four_bit):
+        return plan(_Shapes(), config, four_bit=four_bit)
+    key = _key(_Shapes())
+    measured = CalibrationCache(config.models_dir).get(key)
+    return None if measured is None else _apply_settings(measured, config)
+
+
+def _four_bit_steps_possible(config: Config, four_bit: bool) -> bool:
+    """Whether 4-bit weights are a candidate at all: this torch has the kernels, dense weights
+    are not forced, and the model is a 4-bit file or a setting asks for 4 bits."""
+    asked = config.weights == "int4" or config.step_products in ("int4", "int4_native")
+    return config.weights != "dense" and _int4_possible() and (asked or four_bit)
+
+
+def _key(model: Any) -> str:
+    return key_of("torch-kernels", shapes=_shapes_signature(model), cores=available_cores())
+
+
+def _int4_possible() -> bool:
+    from assistant.llm.quantize import int4_supported
+
+    return int4_supported()
+
+
+def _apply_settings(measured: dict[str, Choice], config: Config) -> KernelPlan:
+    """The measured choices with the settings that force one applied on top."""
+    choices = dict(measured)
+    if config.step_products != "auto":
+        choices["step_products"] = _forced(
+            measured["step_products"], config.step_products, "ASSISTANT_STEP_PRODUCTS"
+        )
+    elif config.weights == "int4" and measured["step_products"].chosen == "float32":
+        choices["step_products"] = _forced(measured["step_products"], "int4", "ASSISTANT_WEIGHTS")
+    if config.prompt_products != "auto":
+        choices["prompt_products"] = _forced(
+            measured["prompt_products"], config.prompt_products, "ASSISTANT_PROMPT_PRODUCTS"
+        )
+    if config.native_attention != "auto":
+        chosen = "kernel" if config.native_attention == "on" else "torch"
+        choices["prompt_attention"] = _forced(
+            measured["prompt_attention"], chosen, "ASSISTANT_NATIVE_ATTENTION"
+        )
+    step_products = choices["step_products"].chosen
+    prompt_products = choices["prompt_products"].chosen
+    if step_products == "float32":
+        # Quantized prompt products need the 4-bit layers, which float32 steps do without.
+        prompt_products = "float32"
+    threads = int(choices["step_threads"].chosen)
+    plan = KernelPlan(
+        step_products, prompt_products, choices["prompt_attention"].chosen, threads, choices
+    )
+    return _with_forced_threads(plan, config)
+
+
+def _with_forced_threads(plan: KernelPlan, config: Config) -> KernelPlan:
+    if config.step_threads <= 0:
+        return plan
+    choices = dict(plan.choices)
+    choices["step_threads"] = _forced(
+        plan.choices["step_threads"], str(config.step_threads), "ASSISTANT_STEP_THREADS"
+    )
+    return KernelPlan(
+        plan.step_products,
+        plan.prompt_products,
+        plan.prompt_attention,
+        config.step_threads,
+        choices,
+    )
+
+
+def _forced(measured: Choice, chosen: str, variable: str) -> Choice:
+    return Choice(measured.name, chosen, measured.seconds, f"forced by {variable}")
+
+
+def _shapes_signature(model: Any) -> dict[str, Any]:
+    config = model.config
+    names = (
+        "model_type",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+    )
+    return {name: getattr(config, name, None) for name in names}
+
+
+def _measure(model: Any, config: Config, cores: int) -> dict[str, Choice]:
+    """Time every candidate; the plain path (float32, torch's attention, all cores) is the
+    reference each must beat."""
+    from assistant.llm.quantize import Int4Linear, Int8Rows, int8_supported
+
+    generator = torch.Generator().manual_seed(0)
+    layers = _decoder_layers(model)
+    first = _linears(layers[0])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(cores)
+        with torch.inference_mode():
+            prompt = _measure_prompt(first, generator, int8_supported(), Int4Linear, Int8Rows)
+            steps = _measure_steps(layers, generator, cores, Int4Linear, config)
+            attention = _measure_attention(model, config, generator)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "prompt_products": prompt,
+        "step_products": steps,
+        "prompt_attention": attention,
+        "step_threads": Choice("step_threads", str(cores), {}, PENDING),
+    }
+
+
+def _decoder_layers(model: Any) -> list[nn.Module]:
+    """The model's repeated blocks: the longest `nn.ModuleList` of modules holding linears."""
+    candidates: list[nn.ModuleList] = [
+        module
+        for module in model.modules()
+        if isinstance(module, nn.ModuleList) and any(_linears(block) for block in module)
+    ]
+    if not candidates:
+        return [model]
+    longest = max(range(len(candidates)), key=lambda index: len(candidates[index]))
+    return list(candidates[longest])
+
+
+def _linears(module: nn.Module) -> list[nn.Linear]:
+    return [child for child in module.modules() if isinstance(child, nn.Linear)]
+
+
+def _inputs(linears: list[nn.Linear], rows: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """One input per product; consecutive products with the same width share it, as a layer's
+    query, key and value projections (or its gate and up projections) read the same input."""
+    inputs: list[torch.Tensor] = []
+    for linear in linears:
+        if inputs and inputs[-1].shape[-1] == linear.in_features:
+            inputs.append(inputs[-1])
+        else:
+            inputs.append(torch.randn(rows, linear.in_features, generator=generator))
+    return inputs
+
+
+def _measure_prompt(
+    linears: list[nn.Linear],
+    generator: torch.Generator,
+    with_int8: bool,
+    int4_linear: Any,
+    int8_rows: Any,
+) -> Choice:
+    """One decoder layer's products over `PROMPT_ROWS` rows, per kind of product."""
+    inputs = _inputs(linears, PROMPT_ROWS, generator)
+    candidates: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
+        "float32": [_float32_product(linear) for linear in linears],
+        "int4": [int4_linear(linear) for linear in linears],
+    }
+    if with_int8:
+        rows = int8_rows()
+        candidates["int8"] = [int4_linear(linear, rows=rows) for linear in linears]
+    seconds = _time_candidates(candidates, inputs, plain="float32")
+    return Choice("prompt_products", fastest(seconds, "float32"), seconds)
+
+
+def _float32_product(linear: nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
+    weight, bias = linear.weight, linear.bias
+    return lambda x: functional.linear(x, weight, bias)
+
+
+def _time_candidates(
+    candidates: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]],
+    inputs: list[torch.Tensor],
+    plain: str,
+) -> dict[str, float]:
+    """Seconds per candidate to run all its products, the plain one first. Each other candidate
+    first runs a probe (its first product on a few rows); one `HOPELESS` times slower than the
+    plain path's probe is not run in full (inf: skipped), so a cliff costs milliseconds."""
+
+    seconds = {plain: best_time(_run_all(candidates[plain], inputs))}
+    probe = [inputs[0][:PROBE_ROWS]]
+    plain_probe = best_time(_run_all(candidates[plain][:1], probe))
+    for name, products in candidates.items():
+        if name == plain:
+            continue
+        hopeless = best_time(_run_all(products[:1], probe), repeats=1) > HOPELESS * plain_probe
+        seconds[name] = math.inf if hopeless else best_time(_run_all(products, inputs))
+    return seconds
+
+
+def _run_all(
+    products: list[Callable[[torch.Tensor], torch.Tensor]], inputs: list[torch.Tensor]
+) -> Callable[[], None]:
+    """A call that runs each product on its input."""
+
+    def run() -> None:
+        for product, x in zip(products, inputs, strict=False):
+            product(x)
+
+    return run
+
+
+def _measure_steps(
+    layers: list[nn.Module],
+    generator: torch.Generator,
+    cores: int,
+    int4_linear: Any,
+    config: Config,
+) -> Choice:
+    """One-row products over enough layers to read `STEP_BYTES` of float32 weights, with
+    float32 weights, 4-bit codes in torch's kernel and in ours (where it builds), on one thread
+    and on every core."""
+    from assistant.llm.gemv import Gemv4
+
+    linears: list[nn.Linear] = []
+    for layer in layers:
+        linears.extend(_linears(layer))
+        if sum(linear.weight.numel() * 4 for linear in linears) >= STEP_BYTES:
+            break
+    inputs = _inputs(linears, 1, generator)
+    products = {
+        "float32": [_float32_product(linear) for linear in linears],
+        "int4": [int4_linear(linear) for linear in linears],
+    }
+    gemv = Gemv4.load(Path(config.models_dir) / "kernels")
+    if gemv is not None:
+        products["int4_native"] = [int4_linear(linear, gemv=gemv) for linear in linears]
+    counts = sorted({1, cores})
+    timings: dict[tuple[str, int], float] = {}
+    for thread_count in counts:
+        torch.set_num_threads(thread_count)
+        for name, candidate in products.items():
+            timings[(name, thread_count)] = best_time(_run_all(candidate, inputs))
+    torch.set_num_threads(cores)
+    # Each kind of product at its better thread count, then the better kind. The thread count
+    # itself is measured on the loaded model (`measure_step_threads`): between the products a
+    # step runs ~20 small operations per layer whose wake-ups these products do not show.
+    step_seconds = {name: min(timings[(name, count)] for count in counts) for name in products}
+    return Choice("step_products", fastest(step_seconds, "float32"), step_seconds)
+
+
+def measure_step_threads(time_steps: Callable[[int], float], cores: int) -> Choice:
+    """Seconds per decoding step of the loaded model on one thread and on every core, taking
+    turns (`time_steps(threads)`); every core unless one thread is clearly faster."""
+    counts = sorted({1, cores})
+    seconds = dict.fromkeys((str(count) for count in counts), math.inf)
+    for _ in range(2):
+        for count in counts:
+            seconds[str(count)] = min(seconds[str(count)], time_steps(count))
+    return Choice("step_threads", fastest(seconds, str(cores)), seconds)
+
+
+def remember(model: Any, config: Config, choice: Choice) -> None:
+    """Store a choice measured on the loaded model beside the others of its plan."""
+    cache = CalibrationCache(config.models_dir)
+    key = _key(model)
+    measured = cache.get(key)
+    if measured is not None:
+        cache.put(key, {**measured, choice.name: choice})
+
+
+def _measure_attention(model: Any, config: Config, generator: torch.Generator) -> Choice:
+    """The prompt's causal attention over `PROMPT_ROWS` positions with the model's head shapes:
+    the C kernel (where it builds and this CPU has what it needs) against torch's."""
+    from assistant.llm.attention import PromptAttention
+
+    kernels = Path(config.models_dir) / "kernels"
+    reason = PromptAttention.unavailable_reason(kernels)
+    kernel = PromptAttention.load(kernels) if reason is None else None
+    if kernel is None:
+        return Choice("prompt_attention", "torch", {}, f"no choice: {reason}")
+    settings = model.config
+    heads = int(settings.num_attention_heads)
+    kv_heads = int(getattr(settings, "num_key_value_heads", None) or heads)
+    dim = int(getattr(settings, "head_dim", None) or settings.hidden_size // heads)
+    query = torch.randn(1, heads, PROMPT_ROWS, dim, generator=generator)
+    key = torch.randn(1, kv_heads, PROMPT_ROWS, dim, generator=generator)
+    value = torch.randn(1, kv_heads, PROMPT_ROWS, dim, generator=generator)
+    scale = dim**-0.5
+
+    def with_torch() -> torch.Tensor:
+        return functional.scaled_dot_product_attention(
+            query, key, value, is_causal=True, scale=scale, enable_gqa=kv_heads != heads
+        )
+
+    seconds = {"torch": best_time(with_torch, repeats=5)}
+    if kernel(query, key, value, scale) is None:
+        return Choice("prompt_attention", "torch", seconds, "no choice: shapes the kernel lacks")
+    seconds["kernel"] = best_time(lambda: kernel(query, key, value, scale), repeats=5)
+    return Choice("prompt_attention", fastest(seconds, "torch"), seconds)
+
+
+def describe(plan: KernelPlan) -> dict[str, str]:
+    """One line per choice, for `assistant info`."""
+    return {name: choice.describe() for name, choice in plan.choices.items()}

@@ -1,0 +1,101 @@
+"""Small C kernels, compiled on first use with the machine's C compiler and called through ctypes.
+
+A kernel is one C file under `assistant/llm/kernels/`. It is built once per source, compiler and CPU
+(`-O3 -march=native`: it may use every instruction this CPU has) into `kernels/` in the model
+cache, and loaded from there afterwards. Without a compiler, or when the build fails, `load`
+returns None and the caller keeps its torch code: a kernel only ever makes something faster.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from assistant.devices import cpu_identity
+
+log = logging.getLogger(__name__)
+
+SOURCES = Path(__file__).parent / "kernels"
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-pthread")
+BUILD_SECONDS = 120
+
+
+def compiler() -> str | None:
+    """The C compiler to use: $CC, else cc, gcc or clang on the PATH; None when there is none."""
+    if platform.system() == "Windows":
+        return None
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def load(name: str, cache: Path, *, sources: Path = SOURCES) -> ctypes.CDLL | None:
+    """The kernel `<sources>/<name>.c`, built into `cache` if needed; None if it cannot be."""
+    source = sources / f"{name}.c"
+    tool = compiler()
+    if tool is None or not source.is_file():
+        log.debug("kernel %s: no C compiler or no source", name)
+        return None
+    library = cache / f"{name}-{_build_key(source, tool)}.so"
+    if not library.is_file() and not _build(source, tool, library):
+        return None
+    try:
+        return ctypes.CDLL(str(library))
+    except OSError as error:
+        log.debug("kernel %s: cannot load %s: %s", name, library, error)
+        return None
+
+
+def _build_key(source: Path, tool: str) -> str:
+    """Changes with the source, the compiler, the flags and the CPU (-march=native)."""
+    digest = hashlib.sha256(source.read_bytes())
+    digest.update(" ".join((tool, _compiler_version(tool), *FLAGS)).encode())
+    digest.update(cpu_identity().encode())
+    return digest.hexdigest()[:16]
+
+
+def _compiler_version(tool: str) -> str:
+    try:
+        result = subprocess.run(
+            [tool, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.split("\n", 1)[0]
+
+
+def _build(source: Path, tool: str, library: Path) -> bool:
+    """Compile into a temporary file beside `library`, then rename it into place (atomic)."""
+    try:
+        library.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=library.parent, suffix=".so.tmp")
+        os.close(handle)
+    except OSError as error:
+        log.debug("kernel %s: cannot write to %s: %s", source.stem, library.parent, error)
+        return False
+    try:
+        result = subprocess.run(
+            [tool, *FLAGS, "-o", temporary, str(source)],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_SECONDS,
+            check=False,
+        )
+        if result.returncode != 0:
+            log.debug("kernel %s: build failed: %s", source.stem, result.stderr.strip())
+            return False
+        os.replace(temporary, library)
+        return True
+    except (OSError, subprocess.SubprocessError) as error:
+        log.debug("kernel %s: build failed: %s", source.stem, error)
+        return False
+    finally:
+        Path(temporary).unlink(missing_ok=True)

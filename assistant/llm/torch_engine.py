@@ -1,0 +1,331 @@
+"""The local language model: load it once, then stream an answer to chat messages piece by piece.
+
+Decoding is a plain loop in the caller's thread: one forward pass over the prompt fills a key/value
+cache (one that grows in place, `kv_cache`), then one token per step, with the repetition penalty
+and sampling warpers applied exactly as `model.generate` applies them (greedy output is
+token-for-token the same). There is no background thread, so Ctrl-C lands in the loop itself and
+closing the generator stops decoding at once.
+
+Weights come from `weights` (a folder, a hub id, or a GGUF file through its cached dense copy).
+On the CPU, what multiplies and attends is measured on the CPU at hand (`kernel_plan`): a 4-bit
+GGUF model may run with 4-bit weights again (`quantize`), its prompt's pass in 8-bit integers,
+float32 or on the 4-bit codes, its prompt's attention in a C kernel, and its steps on one thread
+or all; one-token steps attend with two small matrix products instead of the flash kernel
+(`attention`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from assistant.config import Config
+from assistant.devices import available_cores, choose_device
+from assistant.errors import ConfigError, ModelError
+from assistant.llm.base import GenerationStats, IncrementalDecoder, TemplatedModel
+from assistant.llm.weights import four_bit_gguf, load_folder, load_gguf, quiet_progress_bars
+from assistant.models import ModelSource, resolve_language_model
+
+if TYPE_CHECKING:
+    import torch
+
+    from assistant.llm.kernel_plan import KernelPlan
+
+
+_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, ImportError)
+
+
+class LanguageModel(TemplatedModel):
+    """A chat model on one device. Build it with `LanguageModel.load(config)`."""
+
+    def __init__(
+        self,
+        config: Config,
+        model: Any,
+        tokenizer: Any,
+        device: torch.device,
+        plan: KernelPlan | None = None,
+    ) -> None:
+        self._config = config
+        self._model = model
+        self._tokenizer = tokenizer
+        self._device = device
+        self.name = config.model
+        self.device = str(device)
+        # What multiplies and attends on this CPU, and the measurements behind it (kernel_plan).
+        if plan is None:
+            from assistant.llm.kernel_plan import dense_plan
+
+            plan = dense_plan("given", torch_threads())
+        self.plan = plan
+        self.weights = plan.weights  # "int4" (quantize.py) or "dense"
+        self.prompt_attention = plan.prompt_attention  # "kernel" (attention.py) or "torch"
+        self._step_threads = plan.step_threads
+        self.context_length = _context_length(model.config, config.context_cap)
+        self.last_stats: GenerationStats | None = None
+        self._eos_ids = _eos_ids(model.generation_config, tokenizer)
+        self._processors = _logits_processors(config)
+        self._sampling = config.temperature > 0
+        self._cache_argument = cache_argument(model)
+
+    @classmethod
+    def load(cls, config: Config) -> LanguageModel:
+        """Resolve `config.model`, load it (through the dense cache for GGUF files) and ready it."""
+        import torch
+
+        _check_decoding_settings(config)
+        source = resolve_language_model(config.model)
+        device, dtype = _choose_device(config.device)
+        if device.type == "cpu":
+            torch.set_num_threads(available_cores())
+        try:
+            with quiet_progress_bars():
+                if source.gguf_file:
+                    model, tokenizer = load_gguf(source, config.models_dir, dtype)
+                else:
+                    model, tokenizer = load_folder(source.location, dtype)
+        except _LOAD_ERRORS as error:
+            reason = " ".join(str(error).split())  # transformers' messages span several lines
+            raise ModelError(
+                f"cannot load model {config.model!r}: {reason}; "
+                "pass a local folder or .gguf file with --model"
+            ) from error
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelError(
+                f"model {config.model!r} has no chat template; use an instruction-tuned chat model"
+            )
+        model.to(device)
+        model.eval()
+        plan = _kernel_plan(config, source, device, model)
+        from assistant.llm import kernel_plan
+        from assistant.llm.attention import PromptAttention, use_cpu_attention
+        from assistant.llm.gemv import Gemv4
+        from assistant.llm.quantize import quantize_linears
+
+        prompt_kernel = None
+        if plan.weights == "int4":
+            gemv = None
+            if plan.step_products == "int4_native":
+                gemv = Gemv4.load(config.models_dir / "kernels")
+                if gemv is None:
+                    raise ModelError("the 4-bit step kernel cannot be built or run on this CPU")
+            quantize_linears(model, prompt_products=plan.prompt_products, gemv=gemv)
+            if plan.prompt_attention == "kernel":
+                prompt_kernel = PromptAttention.load(config.models_dir / "kernels")
+        if prompt_kernel is None and plan.prompt_attention == "kernel":
+            plan = replace(plan, prompt_attention="torch")  # asked for, but it cannot run here
+        if device.type == "cpu":
+            use_cpu_attention(model, prompt_kernel)
+        loaded = cls(config, model, tokenizer, device, plan)
+        if plan.choices["step_threads"].reason == kernel_plan.PENDING:
+            loaded._measure_step_threads()
+        return loaded
+
+    def _measure_step_threads(self) -> None:
+        """Time a few decoding steps on one thread and on every core; keep and cache the
+        faster (`kernel_plan.measure_step_threads`)."""
+        from assistant.llm import kernel_plan
+
+        prompt_ids = self.prompt_ids([{"role": "user", "content": "Name three colours."}])
+
+        def time_steps(threads: int) -> float:
+            self._step_threads = threads
+            return self.time_tokens(prompt_ids, 9)[1]
+
+        choice = kernel_plan.measure_step_threads(time_steps, available_cores())
+        kernel_plan.remember(self._model, self._config, choice)
+        self.plan = replace(
+            self.plan,
+            step_threads=int(choice.chosen),
+            choices={**self.plan.choices, "step_threads": choice},
+        )
+        self._step_threads = self.plan.step_threads
+
+    def stream(
+        self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
+    ) -> Generator[str, None, None]:
+        """Yield the answer's text pieces as they are decoded; sets `last_stats` when it ends.
+
+        The prompt is checked at once (InputError if it leaves no room for `max_new_tokens`);
+        decoding starts at the first `next()`. Closing the generator cancels decoding.
+        """
+        started = time.perf_counter()
+        prompt_ids, limit = self._fitting_prompt(messages, max_new_tokens)
+        return self._token_stream(prompt_ids, limit, started)
+
+    def _text_of(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
+    def _token_stream(
+        self, prompt_ids: list[int], limit: int, started: float, *, stop_at_eos: bool = True
+    ) -> Generator[str, None, None]:
+        import torch
+
+        from assistant.llm.kv_cache import growing_cache
+
+        # inference_mode is entered per step, never across a yield, so it does not leak into
+        # the consumer's code between pieces.
+        inference = torch.inference_mode()
+        generator: torch.Generator | None = None
+        if self._sampling:
+            generator = torch.Generator(device=self._device).manual_seed(self._config.seed)
+        cache: Any = growing_cache(self._model.config)
+        with inference:
+            sequence = torch.tensor([prompt_ids], dtype=torch.long, device=self._device)
+        step_input = sequence
+        decoder = IncrementalDecoder(self._text_of)
+        new_tokens, first_piece_at, first_token_at, stopped = 0, 0.0, 0.0, "cancelled"
+        threads = torch.get_num_threads()
+        try:
+            for step in range(limit):
+                if step == 1 and self._step_threads != threads:
+                    torch.set_num_threads(self._step_threads)  # after the prompt's pass
+                with inference:
+                    logits = self._model(
+                        input_ids=step_input,
+                        **{self._cache_argument: cache},
+                        use_cache=True,
+                        logits_to_keep=1,
+                    ).logits[:, -1, :]
+                    scores = self._processors(sequence, logits.to(dtype=torch.float32))
+                    if generator is not None:
+                        probabilities = torch.softmax(scores, dim=-1)
+                        step_input = torch.multinomial(probabilities, 1, generator=generator)
+                    else:
+                        step_input = torch.argmax(scores, dim=-1, keepdim=True)
+                    sequence = torch.cat([sequence, step_input], dim=-1)
+                token = int(step_input[0, 0])
+                new_tokens += 1
+                first_token_at = first_token_at or time.perf_counter()
+                if stop_at_eos and token in self._eos_ids:
+                    stopped = "eos"
+                    break
+                piece = decoder.push(token)
+                if piece:
+                    first_piece_at = first_piece_at or time.perf_counter()
+                    yield piece
+            else:
+                stopped = "length"
+            tail = decoder.flush()
+            if tail:
+                first_piece_at = first_piece_at or time.perf_counter()
+                yield tail
+        finally:
+            torch.set_num_threads(threads)
+            # Drop the key/value cache now: a traceback may keep this frame alive for a while.
+            del cache, sequence, step_input
+            ended = time.perf_counter()
+            self.last_stats = GenerationStats(
+                prompt_tokens=len(prompt_ids),
+                new_tokens=new_tokens,
+                ttft_s=(first_piece_at or ended) - started,
+                generation_s=ended - started,
+                stopped=stopped,
+                first_token_s=(first_token_at or ended) - started,
+            )
+
+
+def cache_argument(model: Any) -> str:
+    """The name under which the model's forward takes the key/value cache: `cache` in newer
+    transformers (which warn on every call given the old name), `past_key_values` before."""
+    import inspect
+
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _choose_device(setting: str) -> tuple[torch.device, torch.dtype]:
+    """auto: CUDA in bfloat16 when torch sees a GPU, else the CPU in float32."""
+    import torch
+
+    setting = choose_device(setting)
+    if setting == "cpu":
+        return torch.device("cpu"), torch.float32
+    device = torch.device(setting)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return device, dtype
+
+
+def _kernel_plan(
+    config: Config, source: ModelSource, device: torch.device, model: Any
+) -> KernelPlan:
+    """What this CPU runs fastest for `model` (measured once and cached, `kernel_plan`); on a GPU
+    the plain path. int4 weights are a CPU path: asking for them on a GPU is an error."""
+    from assistant.calibration import CalibrationCache
+    from assistant.llm import kernel_plan
+    from assistant.llm.quantize import int4_supported
+
+    if device.type != "cpu":
+        if config.weights == "int4":
+            raise ConfigError(f"int4 weights run on the CPU only, not on {device}")
+        return kernel_plan.dense_plan(f"the plain path on {device}", torch_threads())
+    if config.weights == "int4" and not int4_supported():
+        raise ModelError("this torch build has no int4 CPU kernels; use weights=dense")
+    four_bit = (
+        config.weights != "dense"
+        and source.gguf_file is not None
+        and int4_supported()
+        and four_bit_gguf(source, config.models_dir)
+    )
+    return kernel_plan.plan(
+        model, config, four_bit=four_bit, cache=CalibrationCache(config.models_dir)
+    )
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _context_length(model_config: Any, cap: int) -> int:
+    # Tokenizers loaded from GGUF report a meaningless model_max_length; trust the model config.
+    positions = getattr(model_config, "max_position_embeddings", None)
+    return min(int(positions), cap) if positions else cap
+
+
+def _eos_ids(generation_config: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for value in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value is not None:
+            ids.update(int(item) for item in value)
+    return frozenset(ids)
+
+
+def _logits_processors(config: Config) -> Any:
+    """The same processors, in the same order, that `generate` builds for these settings."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    _check_decoding_settings(config)
+    processors = LogitsProcessorList()
+    if config.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(float(config.repetition_penalty)))
+    if config.temperature > 0:
+        if config.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(float(config.temperature)))
+        if config.top_k_sampling > 0:
+            processors.append(TopKLogitsWarper(config.top_k_sampling))
+        if config.top_p < 1.0:
+            processors.append(TopPLogitsWarper(float(config.top_p)))
+    return processors
+
+
+def _check_decoding_settings(config: Config) -> None:
+    if config.repetition_penalty <= 0:
+        raise ConfigError("repetition_penalty must be above 0 (1 means no penalty)")
+    if not 0 < config.top_p <= 1:
+        raise ConfigError("top_p must be above 0 and at most 1")
+    if config.top_k_sampling < 0:
+        raise ConfigError("top_k_sampling must be 0 (off) or more")

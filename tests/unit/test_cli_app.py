@@ -1,0 +1,393 @@
+"""The CLI: exit codes, messages and JSON shapes, run in-process with typer's runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from assistant.cli.app import app
+from tests.unit.test_ingest_discovery import long_path
+
+
+@pytest.fixture
+def run(tmp_path: Path, model_cache: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    environment = {
+        "ASSISTANT_HOME": str(tmp_path / "home"),
+        "ASSISTANT_CACHE_DIR": str(model_cache),  # export the embedder once per session
+        "COLUMNS": "200",
+    }
+
+    def invoke(*arguments: str, input: str | None = None, **variables: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, list(arguments), input=input, env=environment | variables)
+
+    return invoke
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "cache.md").write_text("# Cache\n\nThe KV cache stores keys and values.\n")
+    (folder / "notes.bin").write_bytes(b"\x00\x01")
+    return folder
+
+
+def test_ingest_search_docs_forget_info(run, docs: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("ingest", str(docs), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["added"] == 1 and summary["skipped"] == 1
+    assert summary["files"]["skipped"][0]["reason"] == "unsupported type (.bin)"
+
+    result = run("search", "what does the cache store", "--json", "-k", "1")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert set(hits[0]) == {
+        "rank",
+        "score",
+        "source",
+        "start_line",
+        "end_line",
+        "page",
+        "heading",
+        "text",
+        "chunk_id",
+    }
+    assert hits[0]["source"].endswith("cache.md") and hits[0]["start_line"] == 3
+
+    result = run("docs", "--json")
+    assert [d["title"] for d in json.loads(result.output)] == ["Cache"]
+
+    result = run("info", "--json")
+    assert json.loads(result.output)["chunks"] == 1
+
+    result = run("forget", str(docs / "cache.md"))
+    assert result.exit_code == 0 and "forgot 1 file" in result.output
+    assert json.loads(run("info", "--json").output)["chunks"] == 0
+
+
+def test_info_says_what_attends_over_the_prompt(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from assistant.llm import native
+
+    result = run("info", "--json")
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.output)
+    shown = details["attention_kernel"]
+    if native.compiler() is None:
+        assert shown == "unavailable: no C compiler found (cc, gcc, clang or $CC)"
+    else:
+        assert shown in ("available", "unavailable: this CPU lacks AVX512-BF16")
+    assert details["cpu"] and details["engine"]
+    # Not measured yet, or measured by an earlier test sharing the models folder.
+    measured = details.get("torch_prompt_products", "")
+    assert details.get("torch_kernels", "").startswith("measured at the first question") or (
+        measured.startswith(("int8", "int4", "float32")) and "measured" in measured
+    )
+
+
+def test_info_names_a_missing_compiler(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CC", raising=False)
+    result = run("info")
+    assert result.exit_code == 0, result.output
+    assert "unavailable: no C compiler found" in result.output
+
+
+def test_human_ingest_output_names_skipped_files(run, docs: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("ingest", str(docs))
+    assert result.exit_code == 0
+    assert "added 1" in result.output and "notes.bin" in result.output
+
+
+def test_errors_are_one_line_and_non_zero(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("ingest", str(tmp_path / "missing"))
+    assert result.exit_code == 1
+    assert "error: no such file or folder" in result.output
+    assert "Traceback" not in result.output
+
+    result = run("search", "anything")
+    assert result.exit_code == 1 and "assistant ingest" in result.output
+
+    result = run("forget", str(tmp_path / "missing"))
+    assert result.exit_code == 1 and "nothing ingested" in result.output
+
+
+def test_corrupt_index_points_to_reindex(run, docs: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("ingest", str(docs)).exit_code == 0
+    (tmp_path / "home" / "index.faiss").write_bytes(b"garbage")
+    result = run("search", "cache")
+    assert result.exit_code == 1 and "assistant reindex" in result.output
+    assert run("reindex").exit_code == 0
+    assert run("search", "cache").exit_code == 0
+
+
+def test_the_empty_home_hint_names_a_folder_that_exists_from_here(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the repository: "corpora/sample" would not exist here
+    result = run("ask", "What does the KV cache store?")
+    assert result.exit_code == 1 and "Nothing is ingested" in result.output
+    command = next(line for line in result.output.splitlines() if "assistant ingest" in line)
+    folder = command.split("assistant ingest", 1)[1].strip()
+    assert (tmp_path / folder).is_dir()
+
+
+def _ingest_json(run, *paths: Path) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    result = run("ingest", *(str(path) for path in paths), "--json")
+    assert result.exit_code == 0, result.output
+    summary: dict = json.loads(result.output)  # type: ignore[type-arg]
+    return summary
+
+
+def test_ingest_never_leaves_the_folder_given(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path = tmp_path.resolve()
+    (tmp_path / "secret.md").write_text("# Secret\n\nOutside the notes.\n")
+    notes = tmp_path / "notes"
+    (notes / "archive" / "2024").mkdir(parents=True)
+    (notes / "a.md").write_text("# A\n\nInside the notes.\n")
+    (notes / "archive" / "2024" / "plan.md").write_text("# Plan\n\nThe plan for 2024.\n")
+    (notes / "up").symlink_to("..", target_is_directory=True)  # would reach secret.md
+    (notes / "latest").symlink_to("archive/2024", target_is_directory=True)
+
+    summary = _ingest_json(run, notes)
+
+    assert sorted(summary["files"]["added"]) == [
+        str(notes / "a.md"),
+        str(notes / "archive" / "2024" / "plan.md"),  # once, though reachable twice
+    ]
+    assert summary["files"]["skipped"] == [
+        {
+            "path": str(notes / "up"),
+            "reason": f"symbolic link out of the folders given (to {tmp_path})",
+        }
+    ]
+    sources = [row["source"] for row in json.loads(run("docs", "--json").output)]
+    assert all(source.startswith(str(notes) + "/") for source in sources) and len(sources) == 2
+
+
+def test_ingest_walks_two_thousand_nested_folders(run, nested_folders) -> None:  # type: ignore[no-untyped-def]
+    top, bottom = nested_folders
+    summary = _ingest_json(run, top)
+    assert sorted(summary["files"]["added"]) == sorted(
+        [str(top / "top.md"), str(bottom / "bottom.md")]
+    )
+    assert summary["skipped"] == 0
+
+
+def test_ingest_names_what_it_cannot_list_or_read(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path = tmp_path.resolve()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nReadable.\n")
+    os.mkfifo(docs / "pipe.md")
+    long_path(docs, length=4_200)  # a folder no one can list: its path is over the limit
+
+    summary = _ingest_json(run, docs)
+
+    assert summary["added"] == 1
+    reasons = {Path(item["path"]).name[:8]: item["reason"] for item in summary["files"]["skipped"]}
+    assert reasons["pipe.md"] == "not a regular file (named pipe)"
+    assert reasons["nnnnnnnn"] == "cannot list this folder (File name too long)"
+
+
+def test_a_named_pipe_given_is_skipped_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.txt"
+    os.mkfifo(pipe)
+    environment = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", "ingest", str(pipe)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,  # reading the pipe would wait for ever
+    )
+    assert result.returncode == 0, result.stderr
+    assert "added 0" in result.stdout and "skipped 1" in result.stdout
+    assert "not a regular file (named pipe)" in result.stdout
+
+
+def test_a_linked_file_is_one_document_and_one_search_hit(run, docs: Path) -> None:  # type: ignore[no-untyped-def]
+    docs = docs.resolve()
+    (docs / "alias.md").symlink_to("cache.md")
+    summary = _ingest_json(run, docs)
+    assert summary["files"]["added"] == [str(docs / "cache.md")]
+    assert {"path": str(docs / "alias.md"), "reason": f"same file as {docs / 'cache.md'}"} in (
+        summary["files"]["skipped"]
+    )
+    hits = json.loads(run("search", "what does the cache store", "--json").output)
+    assert [hit["source"] for hit in hits] == [str(docs / "cache.md")]
+
+
+def test_messages_stay_on_one_line_when_not_a_terminal(tmp_path: Path) -> None:
+    """A log or a pipe wants one line per message, however narrow the (absent) terminal."""
+    runner = CliRunner()
+    environment = {"ASSISTANT_HOME": str(tmp_path / "home"), "COLUMNS": "40"}
+    missing = tmp_path / ("a-folder-with-a-rather-long-name-" * 3)
+    result = runner.invoke(app, ["ingest", str(missing)], env=environment)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: no such file or folder: {missing}"
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "notes.bin").write_bytes(b"\x00\x01")  # skipped: nothing to embed, no model loaded
+    result = runner.invoke(app, ["ingest", str(folder)], env=environment)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("added 0 ")
+    assert result.stdout.splitlines()[0].endswith(" s)")
+
+
+def test_version(run) -> None:  # type: ignore[no-untyped-def]
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.output == f"assistant {version('assistant')}\n"
+
+
+def test_shell_completion_is_offered(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "--install-completion" in result.output and "--show-completion" in result.output
+
+
+def test_ask_reads_the_question_from_stdin(run) -> None:  # type: ignore[no-untyped-def]
+    for arguments in ((), ("-",)):
+        result = run("ask", *arguments, input="  \n\n")
+        assert result.exit_code == 1
+        assert result.stderr == "error: the question is empty\n"
+        # A question on stdin gets past the check, to the (empty) home: no model is loaded.
+        result = run("ask", *arguments, "--no-stream", input="What does the KV cache store?\n")
+        assert result.exit_code == 1 and "Nothing is ingested" in result.stderr
+        assert "question is empty" not in result.output
+
+
+def test_errors_under_json_are_json(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("ingest", str(tmp_path / "missing"), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "error": f"no such file or folder: {tmp_path / 'missing'}",
+        "kind": "input_error",
+    }
+    assert result.stderr == ""
+
+    result = run("ask", "--json", input="")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"error": "the question is empty", "kind": "input_error"}
+
+    for command in (("ask", "What does the KV cache store?"), ("search", "cache")):
+        result = run(*command, "--json")
+        assert result.exit_code == 1
+        error = json.loads(result.stdout)
+        assert error["kind"] == "input_error" and "nothing is ingested" in error["error"]
+
+    result = run("sessions", "--delete", "nope", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"].startswith("no session called 'nope'")
+
+    result = run("ingest", str(tmp_path / "missing"))  # without --json: the red line
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: no such file or folder")
+
+
+@pytest.mark.parametrize("command", ["ask", "chat"])
+def test_generation_flags_are_checked_before_any_model_loads(run, command: str) -> None:  # type: ignore[no-untyped-def]
+    question = ["What?"] if command == "ask" else []
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    for flag in ("--temperature", "--max-tokens", "--no-stream"):
+        assert flag in result.output
+    result = run(command, *question, "--temperature", "-0.5")
+    assert result.exit_code == 2 and "Invalid value for '--temperature'" in result.output
+    result = run(command, *question, "--max-tokens", "0")
+    assert result.exit_code == 2 and "Invalid value for '--max-tokens'" in result.output
+
+
+def _record_a_session(home: Path, docs: Path) -> None:
+    """Two turns in session `work` (one cited, one stopped), then a /reset and an abstention."""
+    from assistant.chat.sessions import Sessions
+    from assistant.config import Config
+    from assistant.index.home import Home
+
+    assistant_home = Home(Config.load(environ={}, home=home))
+    sessions = Sessions(assistant_home.store)
+    session = sessions.open("work")
+    citation = {
+        "n": 1,
+        "source": str(docs / "cache.md"),
+        "start_line": 3,
+        "end_line": 4,
+        "page": None,
+        "heading": "Cache",
+        "text": "The KV cache stores keys and values.",
+        "score": 0.5,
+    }
+    sessions.record(
+        session, "What does the cache store?", "Keys and values. [1]", citations=[citation]
+    )
+    sessions.record(session, "How big is it?", "", interrupted=True)
+    sessions.reset(session)
+    sessions.record(session, "Who wrote Frankenstein?", "I couldn't find this.", abstained=True)
+    assistant_home.close()
+
+
+def test_sessions_list_export_and_delete(run, tmp_path: Path, docs: Path) -> None:  # type: ignore[no-untyped-def]
+    _record_a_session(tmp_path / "home", docs)
+
+    listed = run("sessions", "--json")
+    assert listed.exit_code == 0
+    assert [(s["name"], s["turns"]) for s in json.loads(listed.stdout)] == [("work", 3)]
+
+    markdown = run("sessions", "export", "work", "--format", "md")
+    assert markdown.exit_code == 0, markdown.output
+    text = markdown.stdout
+    assert text.startswith("# Chat session: work\n")
+    assert "## 1. What does the cache store?" in text and "Keys and values. [1]" in text
+    assert f"- [1] `{docs / 'cache.md'}:3-4`, Cache" in text
+    assert "## 2. How big is it?" in text and "stopped before the answer" in text
+    assert text.index("A new conversation starts here") < text.index("## 3. Who wrote")
+    assert "\x1b[" not in text
+
+    exported = run("sessions", "export", "work", "--format", "json")
+    assert exported.exit_code == 0
+    turns = json.loads(exported.stdout)["turns"]
+    assert [turn["question"] for turn in turns] == [
+        "What does the cache store?",
+        "How big is it?",
+        "Who wrote Frankenstein?",
+    ]
+    assert turns[0]["citations"][0]["heading"] == "Cache" and turns[1]["interrupted"]
+    assert turns[2]["abstained"] and turns[2]["conversation"] == 2
+
+    target = tmp_path / "work.md"
+    written = run("sessions", "export", "work", "--output", str(target))
+    assert written.exit_code == 0 and written.stdout == ""
+    assert target.read_text() == text and "wrote 3 turn(s)" in written.stderr
+
+    missing = run("sessions", "export", "nope")
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: no session called 'nope'")
+    wrong = run("sessions", "export", "work", "--format", "pdf")
+    assert wrong.exit_code == 1 and "md or json" in wrong.stderr
+    unwritable = run("sessions", "export", "work", "-o", str(tmp_path / "no" / "such.md"))
+    assert unwritable.exit_code == 1 and "cannot write" in unwritable.stderr
+
+    deleted = run("sessions", "--delete", "work")
+    assert deleted.exit_code == 0 and "deleted session work" in deleted.stdout
+    assert "No sessions yet" in run("sessions").stdout
+
+
+def test_no_escape_codes_with_no_color_or_into_a_pipe(run) -> None:  # type: ignore[no-untyped-def]
+    # FORCE_COLOR makes rich treat the runner's output as a terminal: styled, as a user sees it.
+    assert "\x1b[" in run("sessions", FORCE_COLOR="1").stdout
+    assert "\x1b[" not in run("sessions", FORCE_COLOR="1", NO_COLOR="1").stdout
+    assert "\x1b[" not in run("sessions").stdout  # not a terminal
+    result = run("ingest", "/nonexistent/folder", FORCE_COLOR="1", NO_COLOR="1")
+    assert result.exit_code == 1 and result.stderr.startswith("error: no such file")

@@ -1,0 +1,212 @@
+"""Tests for assistant.llm.quantize (4-bit weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from assistant.llm.quantize import (
+    GROUP_SIZE,
+    INT8_MIN_ROWS,
+    Int4Linear,
+    Int8Rows,
+    int4_supported,
+    int8_supported,
+    quantize_linears,
+)
+from assistant.llm.weights import dense_cache_dir, four_bit_gguf
+from assistant.models import BUNDLED_LANGUAGE_MODEL, ModelSource, resolve_language_model
+
+pytestmark = pytest.mark.skipif(not int4_supported(), reason="this torch has no int4 CPU kernels")
+
+
+def q4_1_linear(out_features: int, in_features: int, seed: int = 0) -> nn.Linear:
+    """A linear layer whose weights are exactly GGUF Q4_1 groups: code * scale + minimum, with
+    codes 0..15 and every group using both ends (so the codes can be recovered)."""
+    generator = torch.Generator().manual_seed(seed)
+    groups = in_features // GROUP_SIZE
+    codes = torch.randint(0, 16, (out_features, groups, GROUP_SIZE), generator=generator)
+    codes[..., 0], codes[..., 1] = 0, 15
+    # Scales and minimums that bfloat16 holds exactly, so the reconstruction can be exact.
+    scale = torch.randint(1, 64, (out_features, groups, 1), generator=generator) / 2048
+    minimum = -torch.randint(0, 64, (out_features, groups, 1), generator=generator) / 256
+    layer = nn.Linear(in_features, out_features, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_((codes * scale + minimum).reshape(out_features, in_features))
+    return layer
+
+
+def test_q4_1_groups_are_recovered_exactly() -> None:
+    layer = q4_1_linear(48, 96)
+    quantized = Int4Linear(layer)
+    # The kernel returns bfloat16, so the weights come back exactly up to that rounding.
+    assert torch.equal(quantized.dequantized(), layer.weight.detach().to(torch.bfloat16).float())
+    assert quantized.packed.numel() == 48 * 96 // 2  # two 4-bit codes per byte
+
+
+def test_forward_is_the_product_with_a_bfloat16_input() -> None:
+    layer = q4_1_linear(64, 128, seed=1)
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 64))
+    quantized = Int4Linear(layer)
+    x = torch.randn(3, 5, 128, generator=torch.Generator().manual_seed(2))
+    expected = nn.functional.linear(x.to(torch.bfloat16).float(), layer.weight, layer.bias)
+    y = quantized(x)
+    assert y.shape == (3, 5, 64) and y.dtype == torch.float32
+    assert torch.allclose(y, expected, atol=0.05, rtol=0.02)
+    assert not torch.allclose(y, torch.zeros_like(y))
+
+
+def test_arbitrary_weights_are_close_but_not_exact() -> None:
+    layer = nn.Linear(64, 32, bias=False)
+    quantized = Int4Linear(layer)
+    error = (quantized.dequantized() - layer.weight.detach()).abs()
+    group_range = layer.weight.detach().reshape(32, 2, GROUP_SIZE)
+    step = (group_range.amax(-1) - group_range.amin(-1)) / 15  # one 4-bit step per group
+    assert error.max() > 0
+    assert (error.reshape(32, 2, GROUP_SIZE) <= step[..., None] * 0.51 + 1e-2).all()
+
+
+def test_layers_that_do_not_split_into_groups_stay_dense() -> None:
+    with pytest.raises(ValueError, match="groups of 32"):
+        Int4Linear(nn.Linear(40, 8))
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(40, 8), nn.Linear(8, 64))
+    model.config = SimpleNamespace(tie_word_embeddings=True)  # type: ignore[assignment]
+    assert quantize_linears(model) == 1
+    assert isinstance(model[0], Int4Linear)
+    assert isinstance(model[2], nn.Linear) and isinstance(model[3], nn.Linear)
+    assert model.config.tie_word_embeddings is False
+
+
+needs_int8 = pytest.mark.skipif(not int8_supported(), reason="this torch has no torch._int_mm")
+
+
+def test_rows_round_to_8_bits_with_the_outlier_channels_apart() -> None:
+    rows = torch.randn(20, 64, generator=torch.Generator().manual_seed(3))
+    rows[:, 5] *= 500  # one channel far larger than the rest, as in a transformer's activations
+    codes, scale, channels, outliers = Int8Rows(outlier_channels=2)._round(rows)
+    assert codes.dtype == torch.int8 and codes.abs().max() <= 127
+    assert 5 in channels.tolist()
+    assert (codes[:, channels] == 0).all()
+    assert torch.equal(outliers, rows[:, channels])
+    rebuilt = codes.float() * scale
+    rebuilt[:, channels] = outliers
+    # Half a step of each row's own scale, which the outlier channel does not inflate.
+    assert ((rebuilt - rows).abs() <= scale * 0.5 + 1e-6).all()
+    assert scale.max() < 5 / 127  # the ordinary channels set it: |N(0, 1)| < 5
+
+
+def test_rows_are_rounded_once_for_the_layers_that_share_an_input() -> None:
+    rounding = Int8Rows()
+    x = torch.randn(INT8_MIN_ROWS, 64)
+    first = rounding.of(x)
+    assert rounding.of(x) is first
+    other = rounding.of(x.clone())
+    assert other is not first and torch.equal(other[0], first[0])
+    rounding.clear()
+    assert rounding.of(x) is not first
+
+
+@needs_int8
+def test_prompt_rows_multiply_in_8_bits_and_steps_in_4_bits() -> None:
+    layer = q4_1_linear(64, 128, seed=4)
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 64))
+    four_bit_only = Int4Linear(layer)
+    both = Int4Linear(layer, rows=Int8Rows())
+    assert both.codes8.dtype == torch.int8 and both.codes8.shape == (128, 64)
+    generator = torch.Generator().manual_seed(5)
+    prompt = torch.randn(1, INT8_MIN_ROWS + 3, 128, generator=generator)
+    prompt[..., 7] *= 200
+    step = torch.randn(1, 1, 128, generator=generator)
+    exact = nn.functional.linear(prompt, layer.weight, layer.bias)
+    y = both(prompt)
+    assert y.shape == exact.shape
+    assert not torch.equal(y, four_bit_only(prompt))  # the prompt took the 8-bit path
+    assert (y - exact).abs().max() < 0.02 * exact.abs().max()
+    assert torch.equal(both(step), four_bit_only(step))  # a one-token step: the 4-bit kernel
+
+
+@needs_int8
+def test_prompt_products_on_the_4_bit_codes_keep_no_8_bit_copy() -> None:
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 32))
+    assert quantize_linears(model, prompt_products="int4") == 2
+    assert not any(name.endswith("codes8") for name, _ in model.named_buffers())
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 32))
+    x = torch.randn(INT8_MIN_ROWS, 64)
+    with torch.no_grad():
+        exact = model(x)
+    quantize_linears(model, prompt_products="int8")
+    assert sum(name.endswith("codes8") for name, _ in model.named_buffers()) == 2
+    first, second = model[0], model[1]
+    assert isinstance(first, Int4Linear) and first._rows is second._rows  # one shared rounding
+    with torch.no_grad():
+        y = model(x)
+    assert (y - exact).abs().max() < 0.02 * exact.abs().max()
+
+
+def test_prompt_products_in_float32_use_the_kept_weight_and_steps_the_4_bit_codes() -> None:
+    layer = q4_1_linear(64, 128, seed=8)
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 64))
+    four_bit_only = Int4Linear(layer)
+    with_float32 = Int4Linear(layer, keep_float32=True)
+    generator = torch.Generator().manual_seed(9)
+    prompt = torch.randn(1, INT8_MIN_ROWS, 128, generator=generator)
+    step = torch.randn(1, 1, 128, generator=generator)
+    with torch.no_grad():
+        assert torch.equal(
+            with_float32(prompt), nn.functional.linear(prompt, layer.weight, layer.bias)
+        )
+        assert torch.equal(with_float32(step), four_bit_only(step))
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 32))
+    with pytest.raises(ValueError, match="prompt_products"):
+        quantize_linears(model, prompt_products="int2")
+
+
+def test_four_bit_gguf_is_read_once_and_noted(tmp_path: Path) -> None:
+    source = resolve_language_model(BUNDLED_LANGUAGE_MODEL)
+    assert four_bit_gguf(source, tmp_path) is True  # SmolLM2 ships as Q4_1
+    dense = dense_cache_dir(source, tmp_path)
+    note = dense.with_name(f"{dense.name}.json")
+    assert json.loads(note.read_text()) == {"four_bit": True}
+    note.write_text(json.dumps({"four_bit": False}))  # the note is what later loads trust
+    assert four_bit_gguf(source, tmp_path) is False
+    note.write_text("{broken")  # an unreadable note is replaced by reading the file again
+    assert four_bit_gguf(source, tmp_path) is True
+
+
+def test_a_float_gguf_is_not_four_bit(tmp_path: Path) -> None:
+    import numpy as np
+    from gguf import GGUFWriter
+
+    path = tmp_path / "tiny.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_tensor("blk.0.ffn_up.weight", np.ones((64, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    source = ModelSource(str(path), str(tmp_path), path.name)
+    assert four_bit_gguf(source, tmp_path / "models") is False
+
+
+def test_one_row_products_in_the_c_kernel_match_the_codes(tmp_path: Path) -> None:
+    """gemv.py's kernel computes the same product as the 4-bit codes with float32 scales."""
+    from assistant.llm.gemv import Gemv4
+
+    kernel = Gemv4.load(tmp_path / "kernels")
+    if kernel is None:
+        pytest.skip("the 4-bit step kernel needs a C compiler and a CPU with AVX2 and FMA")
+    layer = q4_1_linear(96, 128, seed=11)
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 96))
+    native = Int4Linear(layer, gemv=kernel)
+    step = torch.randn(1, 1, 128, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        exact = nn.functional.linear(step, layer.weight, layer.bias)  # Q4_1 values: exact codes
+        assert torch.allclose(native(step), exact, atol=1e-4, rtol=1e-4)
+        prompt = torch.randn(1, INT8_MIN_ROWS, 128)
+        assert torch.equal(native(prompt), Int4Linear(layer)(prompt))  # rows: torch's kernel
