@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint check clean
+.PHONY: setup demo test test-fast lint wheel-check check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ lint:
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy assistant
 
-check: test lint
+# The non-editable wheel holds the prompts and kernel sources and answers a question.
+wheel-check:
+	$(BIN)/python scripts/check_wheel.py
+
+check: test lint wheel-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
