@@ -7,8 +7,14 @@ passages.
 
 import os
 
-# torch's OpenMP workers spin while waiting by default; on a busy machine with few cores that
-# made decoding 4x slower (measured: 1.8 vs 7.4 tok/s). Set before anything imports torch.
+# OpenMP workers (torch's, and llama.cpp's inside xllamacpp) spin while they wait for work. When
+# the cores are shared (another program, an index build), a spinning worker that loses its core
+# stalls every parallel region, and decoding and the prompt's pass slow down by an order of
+# magnitude; passive waiting avoids that cliff (evals/README.md, "OpenMP wait policy"). Each
+# OpenMP runtime reads the policy once, when it loads, so it is set here and only here: the
+# package's __init__ runs before any of its modules, hence before the embedder or the torch engine
+# imports torch and before xllamacpp loads. An explicit OMP_WAIT_POLICY wins; a program that
+# imported torch before this package keeps torch's own policy.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from assistant.config import Config

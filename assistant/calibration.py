@@ -1,11 +1,11 @@
 """Choosing a fast path by measuring it on this CPU, and remembering what was measured.
 
-A kernel that is fast on one CPU can be a cliff on another: torch's 8-bit matrix product runs on
-AVX512-VNNI in a few milliseconds and, on a CPU without it, in a plain reference loop ten times
-slower than float32. So no optimized path is enabled because a function exists. Each choice
-(`kernel_plan` for the torch engine's products, attention and threads; `engines` for the engine
-itself) times its candidates on the model's real shapes, keeps the fastest, and falls back to the
-plain path unless another candidate beats it by a clear margin.
+A kernel that is fast on one CPU can be a cliff on another: torch's 8-bit matrix product uses
+AVX512-VNNI where the CPU has it and, on a CPU without it, falls back to a plain reference loop far
+slower than float32 (evals/README.md, one table per CPU class). So no optimized path is enabled
+because a function exists. Each choice (`kernel_plan` for the torch engine's products, attention
+and threads; `loader` for the engine itself) times its candidates on the model's real shapes, keeps
+the fastest, and falls back to the plain path unless another candidate beats it by a clear margin.
 
 Measurements are cached in one JSON file in the models folder, keyed by everything that changes
 them: the CPU's model and instruction-set flags, the versions of torch, transformers and llama.cpp,

@@ -2,20 +2,49 @@
 
 Every setting has a default here; `ASSISTANT_<NAME>` in the environment overrides it, and explicit
 keyword overrides (what the CLI passes) win over both. The object is passed explicitly to whatever
-needs it, never read from a global.
+needs it, never read from a global. This is the only module that reads `ASSISTANT_*` settings;
+API keys are not settings (`assistant info` shows every setting) and are read where they are used.
+
+Settings are read flat (`config.top_k`), and each belongs to one section (`SECTIONS`, in the order
+of the pipeline) so docs and `assistant info` can show them grouped: `config.settings()`. A setting
+with a fixed set of values has a `Literal` type, the one place those values are written; the check
+and the modules that need the list (`typing.get_args`) derive it from there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple, TypeVar, get_args, get_origin, get_type_hints
 
 from assistant.errors import ConfigError
 from assistant.models import BUNDLED_EMBEDDER, BUNDLED_LANGUAGE_MODEL
+
+Section = Literal[
+    "paths", "models", "engine", "ingest", "retrieval", "generation", "grounding", "diagnostics"
+]
+SECTIONS: tuple[Section, ...] = get_args(Section)
+
+ExportedBackend = Literal["openvino", "onnx"]  # embedders run from an export (embed/export.py)
+EmbeddingBackend = Literal["auto", "torch", ExportedBackend]
+Engine = Literal["auto", "torch", "llamacpp"]
+Weights = Literal["auto", "dense", "int4"]
+StepProducts = Literal["int4", "int4_native", "float32"]  # one-token steps' products
+PromptProducts = Literal["int8", "int4", "float32"]  # the prompt's products with 4-bit weights
+NativeAttention = Literal["auto", "on", "off"]
+RetrievalMode = Literal["dense", "lexical", "hybrid"]
+UnsupportedMode = Literal["flag", "drop"]
+
+T = TypeVar("T")
+
+
+def setting(section: Section, default: T) -> T:
+    """A field with its default and the section it is listed under (in the field's metadata)."""
+    return field(default=default, metadata={"section": section})
 
 
 def default_home() -> Path:
@@ -24,73 +53,101 @@ def default_home() -> Path:
     return Path(base) / "assistant"
 
 
+class Setting(NamedTuple):
+    """One setting as `Config.settings()` lists it."""
+
+    section: Section
+    name: str
+    value: Any
+    default: Any
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings of one run. Build it with `Config.load()`; never mutate it."""
 
-    home: Path = field(default_factory=default_home)
-    database_url: str = ""  # empty: SQLite file `assistant.db` under home
-    cache_dir: str = ""  # converted models; empty: `models/` under home (share it between homes)
-    embedding_model: str = BUNDLED_EMBEDDER
-    embedding_backend: str = "auto"  # auto | torch | openvino | onnx (evals/bench/ingest.py)
-    model: str = BUNDLED_LANGUAGE_MODEL
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # auto: the engine measured faster on this CPU for the model (engines.py; llama.cpp needs the
-    # xllamacpp package and a .gguf model on the CPU); torch; llamacpp.
-    engine: str = "auto"
-    # The torch engine's CPU paths (kernel_plan.py): each `auto` is measured on this CPU at the
-    # first load and cached; any other value forces it.
+    # paths: where state lives
+    home: Path = field(default_factory=default_home, metadata={"section": "paths"})
+    database_url: str = setting("paths", "")  # empty: SQLite file `assistant.db` under home
+    cache_dir: str = setting("paths", "")  # converted models; empty: `models/` under home
+    prompts_dir: str = setting("paths", "")  # prompt files to try; empty: the package's
+
+    # models: which models, and where they run
+    embedding_model: str = setting("models", BUNDLED_EMBEDDER)
+    # auto: OpenVINO on a CPU when installed, else torch; onnx: ONNX Runtime with int8 weights
+    # (the `onnx` extra), the exported backend where OpenVINO is not installed (embed/embedder.py).
+    embedding_backend: EmbeddingBackend = setting("models", "auto")
+    model: str = setting("models", BUNDLED_LANGUAGE_MODEL)
+    device: str = setting("models", "auto")  # auto | cpu | cuda | cuda:N
+
+    # engine: what runs the language model on the CPU
+    # auto: the engine measured faster on this CPU for the model (llm/loader.py; llama.cpp needs
+    # the xllamacpp package and a .gguf model on the CPU); torch; llamacpp.
+    engine: Engine = setting("engine", "auto")
+    # The torch engine's CPU paths (llm/kernel_plan.py): each `auto` is measured on this CPU at
+    # the first load and cached; any other value forces it.
     # auto: 4-bit weights for a 4-bit GGUF model when its steps measure faster than float32, else
-    # dense; int4: always on the CPU (lossy for other models); dense: float32 (see quantize.py)
-    weights: str = "auto"
-    step_products: str = "auto"  # auto | int4 | int4_native | float32: one-token steps' products
-    prompt_products: str = "auto"  # auto | int8 | int4 | float32: the prompt's pass, 4-bit weights
-    native_attention: str = "auto"  # auto | on | off: the prompt's attention in the C kernel
-    step_threads: int = 0  # CPU threads for one-token steps; 0: measured
-    debug: bool = False
+    # dense; int4: always on the CPU (lossy for other models); dense: float32 (llm/quantize.py)
+    weights: Weights = setting("engine", "auto")
+    step_products: Literal["auto", StepProducts] = setting("engine", "auto")
+    prompt_products: Literal["auto", PromptProducts] = setting("engine", "auto")
+    native_attention: NativeAttention = setting("engine", "auto")  # the prompt's, in the C kernel
+    step_threads: int = setting("engine", 0)  # CPU threads for one-token steps; 0: measured
+    # The OpenAI-compatible engine (`model = openai:NAME`, llm/openai_engine.py). Its API key is
+    # read from ASSISTANT_OPENAI_API_KEY by llm/openai_client.py alone: no setting ever holds it.
+    openai_base_url: str = setting("engine", "http://127.0.0.1:8080/v1")
+    openai_timeout: float = setting("engine", 300.0)  # seconds to wait for the server's next bytes
+    openai_retries: int = setting("engine", 3)  # new connections after a failed one, before text
+    openai_retry_seconds: float = setting("engine", 0.5)  # the first wait; doubles each retry
+    # Counts a remote model's tokens: a hub id, folder or .gguf file; empty: a high estimate
+    # (llm/token_counting.py).
+    tokenizer: str = setting("engine", "")
 
-    # Ingestion
-    chunk_tokens: int = 200
-    chunk_overlap: int = 30
-    max_file_bytes: int = 20_000_000
-    embed_batch_size: int = 64
-    index_save_seconds: float = 30.0
+    # ingest
+    chunk_tokens: int = setting("ingest", 200)
+    chunk_overlap: int = setting("ingest", 30)
+    max_file_bytes: int = setting("ingest", 20_000_000)
+    embed_batch_size: int = setting("ingest", 64)
+    index_save_seconds: float = setting("ingest", 30.0)
 
-    # Retrieval
-    top_k: int = 5
-    rewrite_follow_ups: bool = True  # expand follow-up questions with the previous turn
-    retrieval_mode: str = "hybrid"  # dense | lexical | hybrid
-    rrf_k: int = 60
-    candidates: int = 50
+    # retrieval
+    top_k: int = setting("retrieval", 5)
+    rewrite_follow_ups: bool = setting("retrieval", True)  # expand follow-ups with the last turn
+    retrieval_mode: RetrievalMode = setting("retrieval", "hybrid")
+    rrf_k: int = setting("retrieval", 60)
+    candidates: int = setting("retrieval", 50)
 
-    # Generation
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 0.9
-    top_k_sampling: int = 50
-    repetition_penalty: float = 1.15
-    context_cap: int = 4096
-    answer_reserve: int = 320
-    seed: int = 0
+    # generation
+    max_new_tokens: int = setting("generation", 256)
+    temperature: float = setting("generation", 0.0)
+    top_p: float = setting("generation", 0.9)
+    top_k_sampling: int = setting("generation", 50)
+    repetition_penalty: float = setting("generation", 1.15)
+    context_cap: int = setting("generation", 4096)
+    answer_reserve: int = setting("generation", 320)
+    seed: int = setting("generation", 0)
 
-    # Grounding
-    unsupported: str = "flag"  # flag | drop
-    support_threshold: float = 0.19  # tuned: python evals/tune_support.py (see grounding.py)
-    min_retrieval_score: float = 0.46  # question-passage cosine below which we abstain
-    extractive_fallback: bool = True  # quote passage sentences when the model is unsupported
+    # grounding
+    unsupported: UnsupportedMode = setting("grounding", "flag")
+    support_threshold: float = setting("grounding", 0.19)  # tuned: evals/tune_support.py
+    min_retrieval_score: float = setting("grounding", 0.46)  # question-passage cosine to answer
+    extractive_fallback: bool = setting("grounding", True)  # quote passages when unsupported
     # Abstain before generating when a name, acronym or number of the question is in none of the
     # passages found (the documents are about something else).
-    require_question_terms: bool = True
+    require_question_terms: bool = setting("grounding", True)
     # Abstain when the question asks for a quantity or a time ("How many...", "When...") and no
-    # supported sentence of the answer holds one (answer_types.py).
-    require_answer_type: bool = True
+    # supported sentence of the answer holds one (grounding/answer_types.py).
+    require_answer_type: bool = setting("grounding", True)
     # Stop generating once this many sentences are complete and none is supported by the
     # passages (the answer would be replaced by quotes or an abstention anyway); 0: never.
-    give_up_after: int = 3
-    min_quote_score: float = 0.45
+    give_up_after: int = setting("grounding", 3)
+    min_quote_score: float = setting("grounding", 0.45)
     # Quote the passages instead when fewer than this share of the answer's claims is supported
     # (the rest would be shown flagged); 0: only when nothing is supported.
-    min_supported_share: float = 0.5
+    min_supported_share: float = setting("grounding", 0.5)
+
+    # diagnostics
+    debug: bool = setting("diagnostics", False)  # tracebacks instead of one-line errors
 
     @property
     def database(self) -> str:
@@ -113,19 +170,36 @@ class Config:
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        known = {f.name: f for f in fields(cls)}
-        for name, spec in known.items():
-            raw = environ.get(f"ASSISTANT_{name.upper()}")
+        types = _types()
+        for name in types:
+            raw = environ.get(_variable(name))
             if raw is not None and raw != "":
-                values[name] = _convert(name, raw, spec.type)
+                values[name] = _convert(name, raw)
         for name, value in overrides.items():
-            if name not in known:
+            if name not in types:
                 raise ConfigError(f"unknown setting {name!r}")
             if value is not None:
-                values[name] = _convert(name, value, known[name].type)
+                values[name] = _convert(name, value)
         config = cls(**values)
         config.validate()
         return config
+
+    @classmethod
+    def from_environment(cls, name: str, environ: Mapping[str, str] | None = None) -> Any:
+        """One setting as `load` reads it (`ASSISTANT_<NAME>`, else its default), for the code
+        that must decide before or without a Config: where the prompt files are, and whether the
+        CLI's error handler shows tracebacks. A value `load` would reject counts as unset here;
+        `load` reports it when the command builds its Config."""
+        environ = os.environ if environ is None else environ
+        raw = environ.get(_variable(name))
+        if raw:
+            try:
+                value = _convert(name, raw)
+            except ConfigError:
+                return _default(name)
+            if value in _choices().get(name, (value,)):
+                return value
+        return _default(name)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (validated again)."""
@@ -134,33 +208,21 @@ class Config:
         return config
 
     def validate(self) -> None:
+        for name, allowed in _choices().items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(
+                    f"{name} ({_variable(name)}) must be {', '.join(allowed[:-1])} or "
+                    f"{allowed[-1]}, not {value!r}"
+                )
         if self.chunk_tokens < 16:
             raise ConfigError("chunk_tokens must be at least 16")
         if not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError("chunk_overlap must be between 0 and chunk_tokens - 1")
-        if self.embedding_backend not in ("auto", "torch", "openvino", "onnx"):
-            raise ConfigError(
-                f"embedding_backend must be auto, torch, openvino or onnx, not "
-                f"{self.embedding_backend!r}"
-            )
-        _check_choice("engine", self.engine, ("auto", "torch", "llamacpp"))
-        _check_choice("prompt_products", self.prompt_products, ("auto", "int8", "int4", "float32"))
-        _check_choice(
-            "step_products", self.step_products, ("auto", "int4", "int4_native", "float32")
-        )
-        _check_choice("native_attention", self.native_attention, ("auto", "on", "off"))
         if not 0.0 <= self.min_supported_share <= 1.0:
             raise ConfigError("min_supported_share must be between 0 and 1")
         if self.step_threads < 0:
             raise ConfigError("step_threads must be 0 (measured) or more")
-        if self.weights not in ("auto", "dense", "int4"):
-            raise ConfigError(f"weights must be auto, dense or int4, not {self.weights!r}")
-        if self.retrieval_mode not in ("dense", "lexical", "hybrid"):
-            raise ConfigError(
-                f"retrieval_mode must be dense, lexical or hybrid, not {self.retrieval_mode!r}"
-            )
-        if self.unsupported not in ("flag", "drop"):
-            raise ConfigError(f"unsupported must be flag or drop, not {self.unsupported!r}")
         if self.top_k < 1:
             raise ConfigError("top_k must be at least 1")
         if self.temperature < 0:
@@ -171,31 +233,60 @@ class Config:
             raise ConfigError("max_new_tokens must be at least 1")
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: (str(v) if isinstance(v, Path) else v) for f, v in _items(self)}
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def settings(self) -> list[Setting]:
+        """Every setting with its section, value and default, section by section (`SECTIONS`)."""
+        listed = [
+            Setting(
+                f.metadata["section"],
+                f.name,
+                _plain(getattr(self, f.name)),
+                _plain(_default(f.name)),
+            )
+            for f in fields(self)
+        ]
+        return sorted(listed, key=lambda item: SECTIONS.index(item.section))
 
 
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(
-            f"{name} (ASSISTANT_{name.upper()}) must be {', '.join(allowed[:-1])} or "
-            f"{allowed[-1]}, not {value!r}"
-        )
+def _variable(name: str) -> str:
+    return f"ASSISTANT_{name.upper()}"
 
 
-def _items(config: Config) -> list[tuple[dataclasses.Field[Any], Any]]:
-    return [(f, getattr(config, f.name)) for f in fields(config)]
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
 
 
-_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+@functools.cache
+def _types() -> dict[str, Any]:
+    """Each setting's type, resolved (the annotations are strings under `__future__`)."""
+    return get_type_hints(Config)
 
 
-def _convert(name: str, raw: Any, type_name: Any) -> Any:
-    """Turn an environment string (or CLI value) into the field's type, with a clear error."""
-    type_text = str(type_name)
+@functools.cache
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of each setting that has a `Literal` type."""
+    return {name: get_args(kind) for name, kind in _types().items() if get_origin(kind) is Literal}
+
+
+def _default(name: str) -> Any:
+    """A setting's default (the home's is computed now: it follows $XDG_DATA_HOME)."""
+    spec = next(f for f in fields(Config) if f.name == name)
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default
+
+
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _convert(name: str, raw: Any) -> Any:
+    """Turn an environment string (or CLI value) into the setting's type, with a clear error."""
+    kind = _types()[name]
     try:
-        if type_text == "Path":
+        if kind is Path:
             return Path(raw).expanduser()
-        if type_text == "bool":
+        if kind is bool:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
@@ -204,13 +295,12 @@ def _convert(name: str, raw: Any, type_name: Any) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError(text)
-        if type_text == "int":
+        if kind is int:
             return int(raw)
-        if type_text == "float":
+        if kind is float:
             return float(raw)
-        return str(raw)
+        return str(raw)  # str, or a Literal of strings (`validate` checks the value)
     except ValueError:
         raise ConfigError(
-            f"setting {name} (ASSISTANT_{name.upper()}) must be "
-            f"{_KINDS.get(type_text, 'a ' + type_text)}, not {raw!r}"
+            f"setting {name} ({_variable(name)}) must be {_KINDS.get(kind, 'text')}, not {raw!r}"
         ) from None

@@ -9,13 +9,6 @@ from pathlib import Path
 
 from assistant.errors import ConfigError, ModelError
 
-# Torch's OpenMP workers spin while they wait for work. When the cores are shared (another
-# program, an index build), a spinning worker that loses its core stalls every parallel region:
-# on a busy 2-core machine decoding ran 4x slower and the prompt pass 20x slower than with passive
-# waiting. The policy is read once, when torch loads, so this only helps if torch is not loaded yet
-# (the engines and the embedder import this module first); an explicit OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity, which containers narrow), at least 1."""

@@ -18,6 +18,10 @@ class InputError(AssistantError):
     """A path, question or file given to us cannot be used."""
 
 
+class UnreadableFile(InputError):
+    """A file ingest skips, with the reason shown to the user (and what would make it readable)."""
+
+
 class StoreError(AssistantError):
     """The database cannot be opened, migrated or written."""
 

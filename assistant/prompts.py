@@ -2,24 +2,25 @@
 
 Keeping the wording in files lets an eval compare prompt versions without touching code. The files
 ship inside the package (`assistant/prompts` points at the top-level `prompts/` folder and is
-installed as package data); `ASSISTANT_PROMPTS_DIR` may point at another folder to try variants.
+installed as package data); the `prompts_dir` setting (`ASSISTANT_PROMPTS_DIR`) may point at
+another folder to try variants.
 Placeholders use `$name` (string.Template), so braces in prompts need no escaping.
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 from string import Template
 
+from assistant.config import Config
 from assistant.errors import ConfigError
 
 PACKAGE_PROMPTS = Path(__file__).resolve().parent / "prompts"
 
 
 def prompts_dir() -> Path:
-    override = os.environ.get("ASSISTANT_PROMPTS_DIR")
+    override: str = Config.from_environment("prompts_dir")
     return Path(override).expanduser() if override else PACKAGE_PROMPTS
 
 

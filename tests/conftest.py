@@ -13,6 +13,7 @@ import pytest
 from assistant.config import Config
 from assistant.embed.embedder import Embedder
 from assistant.index.home import Home
+from tests.postgres import Server, running_server
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = REPOSITORY / "corpora" / "sample"
@@ -33,6 +34,34 @@ def embedder() -> Embedder:
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     return Config.load(environ={}, home=tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Server]:
+    """One PostgreSQL server with pgvector for the session (see tests/postgres.py)."""
+    try:
+        context = running_server()
+        server = context.__enter__()
+    except RuntimeError as error:
+        pytest.skip(f"no PostgreSQL server for these tests: {error}")
+    try:
+        yield server
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Server) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    return postgres_server.fresh_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for each backend: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'a.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from assistant.answer.memory import Turn as Turn  # re-exported: prompts are bui
 from assistant.answer.memory import turn_tokens, turns_to_fold
 from assistant.errors import ConfigError, InputError
 from assistant.index.passage import Passage
-from assistant.ingest.chunking import split_sentences_with_offsets
+from assistant.text.sentences import sentence_spans
 
 TokenCounter = Callable[[str], int]
 MessageCounter = Callable[[Sequence[Mapping[str, str]]], int]  # includes chat-template tokens
@@ -308,7 +308,7 @@ class ContextWindow:
             shorter = dataclasses.replace(passage, text=text[:end].rstrip())
             return dataclasses.replace(draft, passages=(*draft.passages, shorter))
 
-        sentence_ends = [end for _, end in split_sentences_with_offsets(text)][:-1]
+        sentence_ends = [end for _, end in sentence_spans(text, plain=True)][:-1]
         end = _last_fitting(sentence_ends, lambda end: self._fits(with_prefix(end)))
         if end is None:
             word_ends = [match.end() for match in re.finditer(r"\S+", text)][:-1]
@@ -321,7 +321,7 @@ class ContextWindow:
         """The summary if it fits, else its latest sentences that do (the newest matter most)."""
         if not summary:
             return draft
-        starts = [start for start, _ in split_sentences_with_offsets(summary)]
+        starts = [start for start, _ in sentence_spans(summary, plain=True)]
         starts.reverse()  # shortest tail first, so fitting tails come before the rest
         start = _last_fitting(
             starts,

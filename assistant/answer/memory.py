@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from assistant.errors import AssistantError
-from assistant.ingest.chunking import split_sentences_with_offsets
-from assistant.text.sentences import DEMONSTRATIVES, REFERRING
+from assistant.text.citations import remove_markers
+from assistant.text.sentences import DEMONSTRATIVES, REFERRING, sentence_spans
+from assistant.text.terms import STOPWORDS, stem
 
 SUMMARY_MAX_WORDS = 150
 SUMMARY_MIN_WORDS = 4
 UNSUPPORTED_TOLERANCE = 0.1  # share of a summary's content words that may be absent from the source
 
-_CITATION = re.compile(r"\s*\[\d+(?:\s*[,–-]\s*\d+)*\]")
 _WORD = re.compile(r"[^\W_](?:[\w.+'’-]*[^\W_])?")
 _POSSESSIVE = re.compile(r"['’]s?$")
 
@@ -34,14 +34,19 @@ def _word_set(words: str) -> frozenset[str]:
     return frozenset(words.split())
 
 
-_FUNCTION_WORDS = _word_set(
-    """a an the and or but if then else of in on at to for from by with without about as into onto
-    over under between per than via is are was were be been being am do does did done doing have
-    has had having can could will would shall should may might must what which who whom whose when
-    where why how whether it its itself they them their theirs themselves he him his she her hers i
-    me my we us our you your this that these those there here such so not no yes any some all each
-    every much many more most other another also just only very too again same up down out off own
-    both either neither one ones"""
+# Words that name no topic: the base stop words (`text.terms`), plus the first list and minus
+# the second, as this module has always counted them. The difference is history rather than
+# design, but it decides which questions are follow-ups and which words a rewritten query gets
+# (`evals/follow_ups.py` measures both), so aligning the lists is a change to measure.
+_FUNCTION_WORDS = (
+    STOPWORDS
+    | _word_set(
+        """also another done either else every many may might much must neither one ones onto
+        per shall us via whether whose without yes"""
+    )
+) - _word_set(
+    """above after against because before below during few further herself himself myself nor
+    once ours ourselves through until while yours yourself yourselves"""
 )
 # Words that ask for more without naming a topic ("tell me more", "why?"): never a topic word.
 _VAGUE_WORDS = _word_set(
@@ -70,7 +75,7 @@ class Turn:
     @property
     def answer_without_citations(self) -> str:
         """The answer without `[n]` markers, which pointed at that turn's passages, not ours."""
-        return _CITATION.sub("", self.answer).strip()
+        return remove_markers(self.answer).strip()
 
 
 def turn_tokens(turn: Turn, count_tokens: Callable[[str], int]) -> int:
@@ -94,11 +99,6 @@ def turns_to_fold(
             break
         kept += 1
     return tuple(turns[: len(turns) - kept])
-
-
-def needs_folding(turns: Sequence[Turn], count_tokens: Callable[[str], int], budget: int) -> bool:
-    """Whether the history overflows its budget, so a summarization is due."""
-    return bool(turns_to_fold(turns, count_tokens, budget))
 
 
 def conversation_text(summary: str, turns: Sequence[Turn]) -> str:
@@ -276,23 +276,14 @@ def _words(text: str) -> list[str]:
 
 
 def _stem(word: str) -> str:
-    """A crude suffix-stripping stem, so "tower"/"towers" and "introduced"/"introduce" match."""
+    """The stem of a word as written (lower-cased, possessive dropped) by the plain rules of
+    `text.terms.stem`, so "tower"/"towers" and "introduced"/"introduce" match."""
     word = _POSSESSIVE.sub("", word.lower())
-    if len(word) > 4 and word.endswith("ies"):
-        word = word[:-3] + "y"
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    for suffix in ("ing", "ed"):
-        if len(word) > 5 and word.endswith(suffix):
-            word = word[: -len(suffix)]
-            break
-    if len(word) > 4 and word.endswith("e"):
-        word = word[:-1]
-    return word
+    return stem(word, plain=True) if word else word
 
 
 def _first_sentence(text: str) -> str:
-    spans = split_sentences_with_offsets(text.strip())
+    spans = sentence_spans(text.strip(), plain=True)
     if not spans:
         return ""
     start, end = spans[0]
@@ -301,7 +292,7 @@ def _first_sentence(text: str) -> str:
 
 def _is_repetitive(text: str) -> bool:
     """A looping generation: a sentence said twice, or few distinct word triples."""
-    sentences = [" ".join(text[a:b].lower().split()) for a, b in split_sentences_with_offsets(text)]
+    sentences = [" ".join(text[a:b].lower().split()) for a, b in sentence_spans(text, plain=True)]
     if len(set(sentences)) < len(sentences):
         return True
     words = [word.lower() for word in text.split()]

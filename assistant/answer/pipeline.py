@@ -7,7 +7,11 @@ every sentence is matched against the passages, citations are chosen by the syst
 assistant abstains when retrieval is weak or a name or number of the question is in none of the
 passages (both before generating anything), when nothing the model said is supported by the
 passages, or when the question asks for a quantity or a time and the answer holds none
-(`answer_types`).
+(`answer_types`); `GroundingReason` names why.
+
+`ask` runs in three steps, one method each: before generating (`_retrieve`, then
+`_abstention_before_generating`), generating (`_generate`: the stream, stopped by the give-up
+rule), and after (`_check_generated`: the support check, quotes, the answer type check).
 
 The work is bounded by the context window first: `k` is cut to the passages the prompt could hold
 before retrieval, and the hits to the ones that may fit before any is embedded or checked, so a
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from assistant.answer.context import Budget, ContextWindow, Prompt, format_passage
@@ -28,6 +32,7 @@ from assistant.grounding.answer_types import QUANTITY, asked_kind, holds_kind
 from assistant.grounding.checker import (
     ABSTAIN_MESSAGE,
     GroundedAnswer,
+    GroundingReason,
     SentenceCheck,
     SupportChecker,
 )
@@ -51,6 +56,36 @@ class Retrieved:
 
 
 @dataclass(frozen=True)
+class Timings:
+    """How long one answer took, in the unit each name ends with (`tokens` counts); None when
+    not measured: an answer that abstained before generating has only `retrieval_ms` and
+    `total_s`."""
+
+    retrieval_ms: float | None = None
+    ttft_ms: float | None = None  # from the question to the first piece of text
+    gave_up: bool = False  # generation was stopped: nothing the model said was supported
+    generation_s: float | None = None
+    tokens: int | None = None  # generated
+    tokens_per_s: float | None = None
+    total_s: float | None = None
+
+    def items(self) -> list[tuple[str, float]]:
+        """The measured values by name, in this order, as `--json` reports them: numbers only
+        (`gave_up` is 1.0 when generation was stopped and left out otherwise)."""
+        values = ((item.name, getattr(self, item.name)) for item in fields(self))
+        # `is`, not `==`: 0 tokens and 0.0 seconds are measured values (and 0 == False).
+        return [
+            (name, float(value))
+            for name, value in values
+            if value is not None and value is not False
+        ]
+
+    def as_dict(self) -> dict[str, float]:
+        """The measured values (`items`), rounded to 3 decimals."""
+        return {name: round(value, 3) for name, value in self.items()}
+
+
+@dataclass(frozen=True)
 class Answer:
     """The checked answer to one question, with everything needed to show or score it."""
 
@@ -61,7 +96,7 @@ class Answer:
     model: str
     budget: Budget | None = None
     folded_turns: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
     k_requested: int = 0  # the passages asked for
     # The passages retrieved and checked: as many, or fewer when the context window cannot hold
     # them (the prompt may hold fewer still: `passages`).
@@ -122,7 +157,7 @@ class Answer:
                 for number, passage in enumerate(self.passages, start=1)
             ],
             "raw_answer": self.grounded.raw_answer,
-            "timings": {name: round(value, 3) for name, value in self.timings.items()},
+            "timings": self.timings.as_dict(),
             "budget": self.budget.as_dict() if self.budget is not None else None,
             "k_requested": self.k_requested,
             "k_used": self.k_used,
@@ -190,6 +225,28 @@ class Answerer:
         if not question:
             raise InputError("the question is empty")
         started = time.perf_counter()
+        search = self._retrieve(question, turns, k)
+        yield search.event
+        # Before generating: abstain when the passages cannot answer.
+        early = self._abstention_before_generating(question, search)
+        if early is not None:
+            timings = Timings(retrieval_ms=search.milliseconds, total_s=_seconds_since(started))
+            yield self._answer(question, search, early, timings)
+            return
+        # Generating: stream the model's answer, stopping once it has drifted from the passages.
+        prompt = self.build_prompt(question, search.passages, turns, summary)
+        generation = yield from self._generate(prompt, started)
+        # After: check it, sentence by sentence, against the passages it was given.
+        grounded = self._check_generated(question, prompt.passages, generation.text)
+        timings = replace(
+            generation.timings,
+            retrieval_ms=search.milliseconds,
+            total_s=_seconds_since(started),
+        )
+        yield self._answer(question, search, grounded, timings, prompt)
+
+    def _retrieve(self, question: str, turns: Sequence[Turn], k: int | None) -> _Search:
+        """The passages for the question, as many as asked for or as the prompt could hold."""
         query = rewrite_query(question, turns) if self.config.rewrite_follow_ups else question
         requested = k or self.config.top_k
         room = self.window.passage_room(
@@ -204,73 +261,93 @@ class Answerer:
         # Cut by the window: hits left out, or a capped search that found all it was allowed.
         cut = len(passages) < len(result.passages) or len(result.passages) == searched < requested
         used = len(passages) if cut else requested
-        yield Retrieved(query, passages, result.milliseconds)
-        timings: dict[str, float] = {"retrieval_ms": result.milliseconds}
+        return _Search(query, passages, result.milliseconds, requested, used)
 
+    def _abstention_before_generating(
+        self, question: str, search: _Search
+    ) -> GroundedAnswer | None:
+        """An abstention when no passage was found or the passages are too far from the query
+        (`WEAK_RETRIEVAL`), or, if so configured, a name or number of the question is in none of
+        them (`MISSING_TERMS`); None to go on and generate."""
+        passages = search.passages
         missing = self.checker.missing_terms(question, passages) if passages else []
         # Either way, say which words of the question the passages never mention.
         detail = _not_mentioned(missing) if missing else ""
-        early = None
-        if not passages or self.checker.evidence_is_weak(query, passages):
-            early = _abstention("weak_retrieval", detail)
-        elif missing and self.config.require_question_terms:
-            early = _abstention("missing_terms", detail)
-        if early is not None:
-            timings["total_s"] = time.perf_counter() - started
-            yield Answer(
-                question,
-                query,
-                early,
-                passages,
-                self.language_model.name,
-                timings=timings,
-                k_requested=requested,
-                k_used=used,
-            )
-            return
+        if not passages or self.checker.evidence_is_weak(search.query, passages):
+            return _abstention(GroundingReason.WEAK_RETRIEVAL, detail)
+        if missing and self.config.require_question_terms:
+            return _abstention(GroundingReason.MISSING_TERMS, detail)
+        return None
 
-        prompt = self.build_prompt(question, passages, turns, summary)
+    def _generate(self, prompt: Prompt, started: float) -> Generator[str, None, _Generation]:
+        """Stream the model's answer to the prompt, piece by piece, until it ends or the give-up
+        rule (`_GiveUpWatch`) stops it; return the whole text and its timings (the time to the
+        first piece counts from `started`, when the question came in)."""
         limit = min(self.config.max_new_tokens, self.config.answer_reserve)
         pieces: list[str] = []
+        first_piece_ms: float | None = None
+        gave_up = False
         generation_started = time.perf_counter()
         stream = self.language_model.stream(prompt.messages, max_new_tokens=limit)
         watch = _GiveUpWatch(self.checker, prompt.passages, self.config.give_up_after)
         try:
             for piece in stream:
                 if not pieces:
-                    timings["ttft_ms"] = (time.perf_counter() - started) * 1000
+                    first_piece_ms = _seconds_since(started) * 1000
                 pieces.append(piece)
                 yield piece
                 if watch.should_stop(piece, pieces):
-                    timings["gave_up"] = 1.0
+                    gave_up = True
                     break
         finally:
             stream.close()
         stats = self.language_model.last_stats
-        timings["generation_s"] = time.perf_counter() - generation_started
-        timings["tokens"] = float(stats.new_tokens if stats else 0)
-        timings["tokens_per_s"] = stats.tokens_per_s if stats else 0.0
-        grounded = self.checker.check(
-            "".join(pieces), prompt.passages, unsupported=self.config.unsupported
+        timings = Timings(
+            ttft_ms=first_piece_ms,
+            gave_up=gave_up,
+            generation_s=_seconds_since(generation_started),
+            tokens=stats.new_tokens if stats else 0,
+            tokens_per_s=stats.tokens_per_s if stats else 0.0,
         )
+        return _Generation("".join(pieces), timings)
+
+    def _check_generated(
+        self, question: str, passages: Sequence[Passage], text: str
+    ) -> GroundedAnswer:
+        """The model's answer checked against the passages (the system cites; unsupported
+        sentences are flagged or dropped), then, if so configured, replaced by quotes of the
+        passages when mostly unsupported, and an abstention when it lacks the quantity or time
+        the question asks for (`ANSWER_TYPE`)."""
+        grounded = self.checker.check(text, passages, unsupported=self.config.unsupported)
         if self.config.extractive_fallback and _mostly_unsupported(
             grounded, self.config.min_supported_share
         ):
-            grounded = self._quote(question, prompt.passages, grounded)
+            grounded = self._quote(question, passages, grounded)
         if self.config.require_answer_type:
             grounded = _typed(question, grounded)
-        timings["total_s"] = time.perf_counter() - started
-        yield Answer(
+        return grounded
+
+    def _answer(
+        self,
+        question: str,
+        search: _Search,
+        grounded: GroundedAnswer,
+        timings: Timings,
+        prompt: Prompt | None = None,
+    ) -> Answer:
+        """The final event; without a prompt (abstained before generating), the passages are the
+        ones retrieved."""
+        return Answer(
             question,
-            query,
+            search.query,
             grounded,
-            prompt.passages,
+            prompt.passages if prompt is not None else search.passages,
             self.language_model.name,
-            budget=prompt.budget,
-            folded_turns=prompt.folded_turns,
+            budget=prompt.budget if prompt is not None else None,
+            folded_turns=prompt.folded_turns if prompt is not None else 0,
             timings=timings,
-            k_requested=requested,
-            k_used=used,
+            k_requested=search.requested,
+            k_used=search.used,
         )
 
     def _quote(
@@ -296,10 +373,33 @@ class Answerer:
         return GroundedAnswer(
             answer=" ".join(sentence.display for sentence in sentences),
             abstained=False,
-            reason="extractive",
+            reason=GroundingReason.EXTRACTIVE,
             sentences=sentences,
             raw_answer=rejected.raw_answer,
         )
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What retrieval found for one question, and how many passages it was allowed."""
+
+    query: str
+    passages: tuple[Passage, ...]
+    milliseconds: float
+    requested: int  # the passages asked for (`Answer.k_requested`)
+    used: int  # the passages retrieved: as many, or fewer when the window cut them (`k_used`)
+
+    @property
+    def event(self) -> Retrieved:
+        return Retrieved(self.query, self.passages, self.milliseconds)
+
+
+@dataclass(frozen=True)
+class _Generation:
+    """The model's whole answer, and the timings of generating it."""
+
+    text: str
+    timings: Timings
 
 
 class _GiveUpWatch:
@@ -355,11 +455,13 @@ def _typed(question: str, grounded: GroundedAnswer) -> GroundedAnswer:
     if holds_kind(supported, kind):
         return grounded
     what = "number" if kind == QUANTITY else "date or time"
-    abstention = _abstention("answer_type", f"The passages found give no {what} for it.")
+    abstention = _abstention(
+        GroundingReason.ANSWER_TYPE, f"The passages found give no {what} for it."
+    )
     return replace(abstention, raw_answer=grounded.raw_answer)
 
 
-def _abstention(reason: str, detail: str = "") -> GroundedAnswer:
+def _abstention(reason: GroundingReason, detail: str = "") -> GroundedAnswer:
     message = f"{ABSTAIN_MESSAGE} {detail}" if detail else ABSTAIN_MESSAGE
     return GroundedAnswer(
         answer=message, abstained=True, reason=reason, sentences=(), raw_answer=""
@@ -370,3 +472,7 @@ def _not_mentioned(words: Sequence[str]) -> str:
     quoted = [f'"{word}"' for word in words]
     listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
     return f"The passages found never mention {listed}."
+
+
+def _seconds_since(moment: float) -> float:
+    return time.perf_counter() - moment

@@ -15,6 +15,7 @@ from typing import Any
 
 from assistant.chat.sessions import RecordedTurn, Session
 from assistant.errors import InputError
+from assistant.index.passage import location
 
 FORMATS = ("md", "json")
 
@@ -76,12 +77,14 @@ def _answer_lines(turn: RecordedTurn) -> list[str]:
 
 
 def _citation_line(citation: dict[str, Any], show_path: Callable[[str], str]) -> str:
-    where = show_path(str(citation.get("source", "")))
-    page, start, end = citation.get("page"), citation.get("start_line"), citation.get("end_line")
-    if page is not None:
-        where += f" p.{page}"
-    elif start is not None:
-        where += f":{start}" + (f"-{end}" if end is not None and end != start else "")
+    source = str(citation.get("source", ""))
+    where = location(
+        source,
+        citation.get("page"),
+        citation.get("start_line"),
+        citation.get("end_line"),
+        show_path(source),
+    )
     heading = citation.get("heading")
     suffix = f", {heading}" if heading else ""
     return f"- [{citation.get('n', '?')}] `{where}`{suffix}"

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from assistant.answer.pipeline import Answer, AnswerEvent
 from assistant.chat.conversation import Conversation, Folded
-from assistant.cli.render import passages_text, show_answer
+from assistant.cli.render import passages_text, shorten, show_answer
 
 HELP = """\
 Ask a question about your documents, or type a command:
@@ -31,6 +31,7 @@ Ask a question about your documents, or type a command:
   /model     the language model and the engine running it
   /help      this help
   /exit      leave (Ctrl-D works too)"""
+ANSWER_PREVIEW = 160  # characters of an earlier answer shown on resuming and in /history
 
 
 class ChatScreen:
@@ -96,7 +97,9 @@ class ChatScreen:
             self.console.print(f"[dim]Resuming: {len(earlier)} earlier turn(s).[/]")
             for turn in earlier[-3:]:
                 self.console.print(f"[dim]  · {escape(turn.question)}[/]")
-                self.console.print(f"[dim]{escape(_shorten(turn.answer or '(stopped)'))}[/]")
+                self.console.print(
+                    f"[dim]{escape(shorten(turn.answer or '(stopped)', ANSWER_PREVIEW))}[/]"
+                )
 
     def _answer(self, question: str) -> None:
         events = self.conversation.ask(question)
@@ -184,7 +187,7 @@ class ChatScreen:
             when = datetime.fromtimestamp(turn.created_at).strftime("%H:%M")
             folded = " [dim](in summary)[/]" if number <= session.folded else ""
             self.console.print(f"[bold]{number}.[/] [dim]{when}[/] {escape(turn.question)}{folded}")
-            self.console.print(f"   {escape(_shorten(turn.answer or '(stopped)'))}")
+            self.console.print(f"   {escape(shorten(turn.answer or '(stopped)', ANSWER_PREVIEW))}")
 
 
 def _announce_folds(
@@ -195,11 +198,6 @@ def _announce_folds(
             console.print(f"[dim](folded {event.turns} older turn(s) into the summary)[/]")
             continue
         yield event
-
-
-def _shorten(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _enable_line_editing() -> None:

@@ -34,15 +34,15 @@ def display_path(path: str) -> str:
     return f"{shown}#{fragment}" if fragment else shown
 
 
-def location(passage: Passage) -> str:
-    where = display_path(passage.source)
-    if passage.page is not None:
-        return f"{where} p.{passage.page}"
-    if passage.start_line is not None:
-        end = passage.end_line
-        suffix = f"-{end}" if end is not None and end != passage.start_line else ""
-        return f"{where}:{passage.start_line}{suffix}"
-    return where
+def display_location(passage: Passage) -> str:
+    """`Passage.location` with the path as `display_path` shows it (`notes/cache.md:3-9`)."""
+    return passage.location_as(display_path(passage.source))
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut at a word to at most `limit` characters (and ` …`)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def answer_text(answer: Answer) -> Text:
@@ -74,14 +74,14 @@ def sources_text(answer: Answer) -> Text:
         text.append("Sources:\n", style="bold")
         for number, passage in cited:
             text.append(f"  [{number}] ", style="bold cyan")
-            text.append(location(passage))
+            text.append(display_location(passage))
             if passage.heading:
                 text.append(f"  {passage.heading}", style="dim")
             text.append("\n")
     elif answer.passages:
         text.append("Closest passages (they do not answer it):\n", style="dim")
         for passage in answer.passages[:3]:
-            text.append(f"  {location(passage)}", style="dim")
+            text.append(f"  {display_location(passage)}", style="dim")
             if passage.heading:
                 text.append(f"  {passage.heading}", style="dim")
             text.append("\n")
@@ -104,7 +104,7 @@ def passages_text(passages: Iterable[Passage]) -> Text:
     text = Text()
     for number, passage in enumerate(passages, start=1):
         text.append(f"[{number}] ", style="bold cyan")
-        text.append(location(passage), style="bold")
+        text.append(display_location(passage), style="bold")
         if passage.heading:
             text.append(f"  {passage.heading}", style="dim")
         text.append(f"\n{passage.text}\n\n")

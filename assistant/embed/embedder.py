@@ -16,19 +16,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
+from assistant.config import EmbeddingBackend
 from assistant.devices import available_cores, choose_device
-from assistant.embed.export import EXPORTED_BACKENDS, ExportedModel, backend_installed
+from assistant.embed.export import ExportedModel, backend_installed
 from assistant.errors import ModelError
 from assistant.models import resolve_embedder
 
 if TYPE_CHECKING:
     from assistant.config import Config
 
-BACKENDS = ("auto", "torch", *EXPORTED_BACKENDS)
+BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ import numpy as np
 
 from assistant.devices import available_cores
 
-EXPORTED_BACKENDS = ("openvino", "onnx")
 EXPORT_RECIPE = "1"  # part of the cache key: change it when the export steps change
 _STALE_TEMP_SECONDS = 3600  # half-written exports older than this are from a dead process
 

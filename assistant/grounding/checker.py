@@ -38,10 +38,13 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import get_args
 
 import numpy as np
 import numpy.typing as npt
 
+from assistant.config import UnsupportedMode
 from assistant.errors import ConfigError
 from assistant.index.passage import Passage
 from assistant.text.citations import cited_numbers, render_sentence, strip_markers
@@ -116,7 +119,19 @@ MIN_EVIDENCE_SCORE = 0.46
 # Passages scoring within this margin of the best one are cited too.
 CITATION_MARGIN = 0.05
 
-UNSUPPORTED_MODES = ("flag", "drop")
+UNSUPPORTED_MODES: tuple[UnsupportedMode, ...] = get_args(UnsupportedMode)
+
+
+class GroundingReason(StrEnum):
+    """Why a checked answer abstained, or that it quotes the passages instead of the model's
+    answer. A `StrEnum`: each reason equals its string and is written as it in JSON."""
+
+    WEAK_RETRIEVAL = "weak_retrieval"  # the passages hardly relate to the question
+    MISSING_TERMS = "missing_terms"  # a name or number of the question is in no passage
+    NO_PASSAGES = "no_passages"  # nothing to check the answer against
+    NO_SUPPORTED_SENTENCE = "no_supported_sentence"  # nothing the model said is supported
+    ANSWER_TYPE = "answer_type"  # asks for a number or a date; the answer holds none
+    EXTRACTIVE = "extractive"  # not an abstention: quotes instead of the model's answer
 
 
 @dataclass(frozen=True)
@@ -138,9 +153,7 @@ class GroundedAnswer:
 
     answer: str  # displayed text with system citations; unsupported sentences flagged or dropped
     abstained: bool
-    reason: str | None  # "weak_retrieval", "missing_terms", "no_passages", "no_supported_sentence",
-    # "answer_type" (asks for a number or a date; the answer holds none),
-    # "extractive" (quotes instead of the model's answer) or None
+    reason: GroundingReason | None  # None: the model's answer, checked, stands
     sentences: tuple[SentenceCheck, ...]
     raw_answer: str  # what the model produced
     evidence_score: float | None = None  # question-passage similarity, when a question was given
@@ -396,7 +409,9 @@ class SupportChecker:
             Claim.from_sentence(text) for text, flag in zip(texts, claim_flags, strict=True) if flag
         ]
         if not passages:
-            return self._abstain("no_passages", answer, self._unchecked(answer, spans, claim_flags))
+            return self._abstain(
+                GroundingReason.NO_PASSAGES, answer, self._unchecked(answer, spans, claim_flags)
+            )
         queries = [question] if question else []
         vectors, prepared = self._prepare(
             [passage.text for passage in passages], [*queries, *(claim.text for claim in claims)]
@@ -418,9 +433,11 @@ class SupportChecker:
                 SentenceCheck(text, supported, citations, model_citations, score, flag, display)
             )
         if evidence_score is not None and evidence_score < self.min_evidence_score:
-            return self._abstain("weak_retrieval", answer, checks, evidence_score)
+            return self._abstain(GroundingReason.WEAK_RETRIEVAL, answer, checks, evidence_score)
         if not any(check.supported for check in checks):
-            return self._abstain("no_supported_sentence", answer, checks, evidence_score)
+            return self._abstain(
+                GroundingReason.NO_SUPPORTED_SENTENCE, answer, checks, evidence_score
+            )
         return GroundedAnswer(
             answer=_assemble(answer, spans, [check.display for check in checks]),
             abstained=False,
@@ -455,7 +472,7 @@ class SupportChecker:
 
     @staticmethod
     def _abstain(
-        reason: str,
+        reason: GroundingReason,
         answer: str,
         checks: Sequence[SentenceCheck],
         evidence_score: float | None = None,

@@ -27,6 +27,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from assistant.errors import DatabaseDamagedError, StoreError
+from assistant.index import postgres
 
 # SQLite's primary result codes (the low byte of an extended code).
 SQLITE_READONLY = 8
@@ -66,11 +67,32 @@ def open_engine(url: str, read_only: bool = False) -> Engine:
     try:
         engine = create_engine(target)
     except (SQLAlchemyError, ImportError, ValueError) as error:
-        raise StoreError(f"cannot open the database {url}: {error}") from error
+        raise StoreError(f"cannot open the database {display_url(url)}: {error}") from error
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _read_only_pragmas if read_only else _pragmas)
         event.listen(engine, "handle_error", _translator(str(path or url)))
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "handle_error", postgres.translator(display_url(url)))
     return engine
+
+
+def display_url(url: str) -> str:
+    """`url` as it may be shown: the password, if any, replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def backend(url: str) -> str:
+    """Where the rows and the vectors live, as `assistant info` shows it."""
+    try:
+        name = make_url(url).get_backend_name()
+    except ArgumentError:
+        return "unknown"
+    return {"sqlite": "sqlite+faiss", "postgresql": "postgresql+pgvector"}.get(
+        name, f"{name}+faiss"
+    )
 
 
 def quick_check(engine: Engine, limit: int = 10) -> list[str]:

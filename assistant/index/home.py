@@ -9,24 +9,40 @@ A home we may not write (a shared folder, another user's) is opened read-only: r
 work, nothing is saved, and writing commands (`writing()`) say the home is not writable. `check()`
 is what `assistant info` reports: the database's own consistency check and whether the vector
 index is in step with it.
+
+Whatever changes chunks goes through `replace` or `forget`, which change the database and the
+index together, in the one order that survives a crash: the index is opened (and so reconciled
+with the database) first, the database commits, and only then does the index change, in memory.
+The index reaches the disk later, atomically (`save_index`, `close`), so a crash or a kill leaves
+an index file that is merely behind the committed database, and the next open reconciles it.
+Opening the index after the commit instead would add the new chunks twice: once by reconciling,
+once by the caller.
+
+A home whose database is PostgreSQL (`ASSISTANT_DATABASE_URL`) keeps its vectors in the database
+too (`pgvectors`), written with their rows, and its writers take turns per file inside the
+database (`postgres.lock_files`) rather than on a lock file in one machine's home folder, so
+ingests from several processes or machines into one database run at once.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from assistant.config import Config
 from assistant.embed.embedder import Embedder
 from assistant.errors import BusyError, DatabaseDamagedError, IndexStateError, StoreError
-from assistant.index.database import can_write, damaged_message, sqlite_file
+from assistant.index.database import backend, can_write, damaged_message, sqlite_file
+from assistant.index.pgvectors import PgVectorIndex
 from assistant.index.retrieval import Retriever
-from assistant.index.store import Store
-from assistant.index.vectors import VectorIndex
+from assistant.index.store import NewDocument, Store
+from assistant.index.vectors import VectorIndex, Vectors
 
 EMBEDDING_MODEL_KEY = "embedding_model"
 EMBEDDING_DIMENSION_KEY = "embedding_dimension"
@@ -47,7 +63,7 @@ class Home:
     def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
         self.config = config
         self._store: Store | None = None
-        self._index: VectorIndex | None = None
+        self._index: Vectors | None = None
         self._embedder: Embedder | None = embedder  # share one loaded model between homes
         self._recorded = False
 
@@ -98,10 +114,18 @@ class Home:
         return int(recorded) if recorded is not None else self.embedder.dimension
 
     @property
-    def index(self) -> VectorIndex:
+    def index(self) -> Vectors:
         if self._index is None:
-            self._index = VectorIndex.open(self.config.index_path, self.dimension, self.store)
+            if self.in_database:
+                self._index = PgVectorIndex.open(self.store, self.dimension)
+            else:
+                self._index = VectorIndex.open(self.config.index_path, self.dimension, self.store)
         return self._index
+
+    @property
+    def in_database(self) -> bool:
+        """Whether the vectors live in the database (PostgreSQL) rather than a FAISS file."""
+        return backend(self.config.database) == "postgresql+pgvector"
 
     def retriever(self) -> Retriever:
         return Retriever(
@@ -116,6 +140,50 @@ class Home:
     def is_empty(self) -> bool:
         return self.store.counts()["chunks"] == 0
 
+    def replace(
+        self, path: str, documents: Sequence[NewDocument], keep_keys: Iterable[str] = ()
+    ) -> tuple[list[int], list[int]]:
+        """Make `documents` (plus the stored ones under `keep_keys`) the content of file `path`,
+        in the database and the vector index; returns the chunk ids removed and added.
+
+        The vectors are the chunks' own embeddings, checked before anything is written so that
+        a wrong one cannot leave a committed chunk the index refuses. See the module docstring
+        for the order of the writes.
+        """
+        index = self.index  # opened, and reconciled, before the commit: never after it
+        vectors = [chunk.embedding for document in documents for chunk in document.chunks]
+        for vector in vectors:
+            if np.shape(vector) != (index.dimension,):
+                raise IndexStateError(
+                    f"a chunk of {path} has an embedding of shape {np.shape(vector)}, not "
+                    f"({index.dimension},) as the vector index holds"
+                )
+        removed, added = self.store.replace_file(path, documents, keep_keys)
+        if index.in_database:  # the vectors came and went with their rows
+            return removed, added
+        index.remove(removed)
+        if added:
+            index.add(np.asarray(added, dtype=np.int64), np.vstack(vectors))
+        return removed, added
+
+    def forget(self, paths: Iterable[str]) -> list[int]:
+        """Delete every document of these files, rows and vectors; returns the chunk ids removed."""
+        wanted = list(paths)
+        if not wanted:
+            return []
+        index = self.index  # as in `replace`: opened before the commit
+        removed = self.store.forget_paths(wanted)
+        if not index.in_database:
+            index.remove(removed)
+        return removed
+
+    def touch(self, path: str, size: int, mtime: float, file_hash: str | None = None) -> None:
+        """Record a new size and mtime (and hash) for a file whose documents did not change.
+
+        Only the database changes: no chunk does, so the vectors stay as they are.
+        """
+        self.store.touch_file(path, size, mtime, file_hash)
+
     def save_index(self) -> None:
         # A read-only home keeps its index as it is; it is brought in step again on each open.
         if self._index is not None and self._index.dirty and not self.store.read_only:
@@ -123,11 +191,19 @@ class Home:
 
     def rebuild_index(self) -> int:
         """Throw the vector index away and rebuild it from the embeddings in the store."""
-        self.config.index_path.unlink(missing_ok=True)
+        if self.in_database:
+            return PgVectorIndex.open(self.store, self.dimension).rebuild()
+        self.drop_index()
         self._index = VectorIndex(self.config.index_path, self.dimension)
         added, _ = self._index.reconcile(self.store)
         self._index.save()
         return added
+
+    def drop_index(self) -> None:
+        """Delete the vector index, on disk and in memory; the next use builds it from the
+        database. Does not open the database (`repair` calls it on a damaged home)."""
+        self.config.index_path.unlink(missing_ok=True)
+        self._index = None
 
     def close(self) -> None:
         self.save_index()
@@ -145,6 +221,8 @@ class Home:
             where = str(sqlite_file(self.config.database) or self.config.database)
             problem = damaged_message(where, "; ".join(damage[:3]))
             return HomeCheck("damaged", "not checked", [problem])
+        if self.in_database:
+            return self._check_in_database(store)
         path = self.config.index_path
         if not path.exists():
             note = "none yet (built on first use)" if store.counts()["chunks"] else "none yet"
@@ -164,15 +242,33 @@ class Home:
             [],
         )
 
+    def _check_in_database(self, store: Store) -> HomeCheck:
+        recorded = store.get_setting(EMBEDDING_DIMENSION_KEY)
+        if recorded is None:
+            return HomeCheck("ok", "pgvector in the database, none yet", [])
+        index = PgVectorIndex(store, int(recorded))
+        missing, _ = index.differences(store)
+        note = f"{len(index)} vectors in the database (pgvector, HNSW cosine)"
+        if len(missing):
+            note += f"; {len(missing)} chunks lack one (written on next use)"
+        return HomeCheck("ok", note, [])
+
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the home's write lock: one writer (ingest, forget, reindex) at a time."""
+        """Hold the home's write lock: one writer (ingest, forget, reindex) at a time.
+
+        On PostgreSQL, writers take turns per file inside the database instead (see the module
+        docstring), so this only checks that the home may be written.
+        """
         self._make_folder()
         if not self.writable():
             raise StoreError(
                 f"the home {self.path} is not writable (check its permissions, or use another "
                 "--home); reading commands such as `docs` and `search` still work"
             )
+        if self.in_database:
+            yield
+            return
         lock_path = self.path / "write.lock"
         try:
             handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -6,7 +6,13 @@ evals, so it lives in its own small module that depends on nothing else in the p
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+# Formats whose page is a slide or a chapter and whose lines are paragraphs (`ingest.office`,
+# `ingest.ebooks`): their locations name the unit, found by the file's suffix.
+_PAGE_UNITS = {".pptx": "slide", ".epub": "chapter"}
+_LINE_UNITS = {".docx": "paragraph", ".odt": "paragraph"}
 
 
 @dataclass(frozen=True)
@@ -25,14 +31,14 @@ class Passage:
 
     @property
     def location(self) -> str:
-        """Where to look: `path:12-30`, `path p.3`, or just `path`."""
-        if self.page is not None:
-            return f"{self.source} p.{self.page}"
-        if self.start_line is not None:
-            if self.end_line is not None and self.end_line != self.start_line:
-                return f"{self.source}:{self.start_line}-{self.end_line}"
-            return f"{self.source}:{self.start_line}"
-        return self.source
+        """Where to look: `path:12-30`, `path p.3`, or just `path`; `deck.pptx slide 4`,
+        `book.epub chapter 2` and `report.docx paragraphs 12-14` for those formats."""
+        return self.location_as(self.source)
+
+    def location_as(self, path: str) -> str:
+        """The location with the document's path written as `path` (the command line shows it
+        relative to the current folder)."""
+        return location(self.source, self.page, self.start_line, self.end_line, path)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -46,3 +52,29 @@ class Passage:
             "text": self.text,
             "chunk_id": self.chunk_id,
         }
+
+
+def location(
+    source: str,
+    page: int | None,
+    start_line: int | None,
+    end_line: int | None,
+    path: str | None = None,
+) -> str:
+    """Where a passage of `source` is: `notes.md:12-30`, `paper.pdf p.3`, `deck.pptx slide 4`,
+    `book.epub chapter 2`, `report.docx paragraphs 12-14`; `path` replaces how the source is
+    written (the command line shows it relative to the current folder)."""
+    shown = source if path is None else path
+    suffix = os.path.splitext(source)[1].lower()
+    if page is not None:
+        unit = _PAGE_UNITS.get(suffix)
+        return f"{shown} {unit} {page}" if unit else f"{shown} p.{page}"
+    if start_line is not None:
+        span = str(start_line)
+        if end_line is not None and end_line != start_line:
+            span += f"-{end_line}"
+        unit = _LINE_UNITS.get(suffix)
+        if unit:
+            return f"{shown} {unit}{'s' if '-' in span else ''} {span}"
+        return f"{shown}:{span}"
+    return shown

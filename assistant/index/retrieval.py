@@ -1,7 +1,8 @@
 """Find the passages that answer a query: dense, lexical (BM25), or both fused by RRF.
 
-Dense search compares the query's embedding with every chunk's (FAISS); lexical search ranks
-chunks by BM25 over SQLite FTS5. Hybrid runs both over `candidates` results each and fuses the
+Dense search compares the query's embedding with every chunk's (FAISS, or pgvector on
+PostgreSQL); lexical search ranks chunks by BM25 over SQLite FTS5 (`ts_rank_cd` on PostgreSQL).
+Hybrid runs both over `candidates` results each and fuses the
 two rankings by reciprocal rank fusion (Cormack et al., 2009): score = sum 1 / (rrf_k + rank).
 Which mode is the default is decided by `assistant eval retrieval` on SciFact (see evals/README).
 """
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import get_args
 
+from assistant.config import RetrievalMode
 from assistant.embed.embedder import Embedder
 from assistant.errors import ConfigError
 from assistant.index.passage import Passage
 from assistant.index.store import Store
-from assistant.index.vectors import VectorIndex
+from assistant.index.vectors import Vectors
 
-MODES = ("dense", "lexical", "hybrid")
+MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,6 @@ class SearchResult:
     passages: list[Passage]
     mode: str
     milliseconds: float
-    dense_scores: dict[int, float] = field(default_factory=dict)  # cosine similarity by chunk id
 
 
 def reciprocal_rank_fusion(
@@ -46,7 +48,7 @@ class Retriever:
     def __init__(
         self,
         store: Store,
-        index: VectorIndex,
+        index: Vectors,
         embedder: Embedder,
         *,
         mode: str = "hybrid",
@@ -104,7 +106,7 @@ class Retriever:
                 )
             )
         milliseconds = (time.perf_counter() - started) * 1000
-        return SearchResult(passages, mode, milliseconds, dict(dense))
+        return SearchResult(passages, mode, milliseconds)
 
 
 def rank_documents(passages: Sequence[Passage]) -> list[str]:

@@ -27,6 +27,10 @@ from sqlalchemy import (
     select,
 )
 
+from assistant.index import postgres
+
+MIGRATION_LOCK = "assistant:migrations"
+
 metadata = MetaData()
 
 schema_migrations = Table(
@@ -150,11 +154,41 @@ def _create_fts(connection: Connection) -> None:
         connection.exec_driver_sql(statement)
 
 
+def _create_full_text(connection: Connection) -> None:
+    """PostgreSQL's lexical index: a generated tsvector (text weighted A, heading B) and GIN."""
+    if connection.dialect.name != "postgresql":
+        return
+    for statement in (
+        "ALTER TABLE chunks ADD COLUMN search tsvector GENERATED ALWAYS AS ("
+        "setweight(to_tsvector('english', text), 'A') || "
+        "setweight(to_tsvector('english', heading), 'B')) STORED",
+        "CREATE INDEX chunks_search ON chunks USING gin (search)",
+    ):
+        connection.exec_driver_sql(statement)
+
+
+def _create_vectors(connection: Connection) -> None:
+    """PostgreSQL's vectors: a pgvector column on chunks, filled in the chunk's own transaction.
+
+    The column has no dimension: that belongs to the home's embedding model, recorded in
+    `settings` once known, and the HNSW index over `vector::vector(dimension)` is made then
+    (`pgvectors.PgVectorIndex.open`).
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+    connection.exec_driver_sql("ALTER TABLE chunks ADD COLUMN vector vector")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_documents_chunks_settings", _create_core_tables),
     ("0002_chunks_fts5", _create_fts),
     ("0003_sessions_messages", _create_sessions),
+    ("0004_chunks_tsvector", _create_full_text),
+    ("0005_chunks_pgvector", _create_vectors),
 ]
+# Migrations that change nothing on SQLite: a read-only SQLite home is not held up by them.
+POSTGRESQL_ONLY = frozenset({"0004_chunks_tsvector", "0005_chunks_pgvector"})
 
 
 def pending_migrations(engine: Engine) -> list[str]:
@@ -163,19 +197,29 @@ def pending_migrations(engine: Engine) -> list[str]:
         if not inspect(connection).has_table(schema_migrations.name):
             return [name for name, _ in MIGRATIONS]
         done = set(connection.execute(select(schema_migrations.c.name)).scalars())
-    return [name for name, _ in MIGRATIONS if name not in done]
+    skip = POSTGRESQL_ONLY if engine.dialect.name == "sqlite" else frozenset()
+    return [name for name, _ in MIGRATIONS if name not in done and name not in skip]
 
 
 def migrate(engine: Engine) -> list[str]:
-    """Apply the migrations not yet recorded; returns their names."""
+    """Apply the migrations not yet recorded; returns their names.
+
+    Processes that open one PostgreSQL database at once take turns (an advisory lock), and each
+    looks again, holding it, whether another has just applied the migration.
+    """
     applied: list[str] = []
     with engine.begin() as connection:
+        postgres.lock(connection, MIGRATION_LOCK)
         metadata.create_all(connection, tables=[schema_migrations], checkfirst=True)
         done = set(connection.execute(select(schema_migrations.c.name)).scalars())
     for name, apply in MIGRATIONS:
         if name in done:
             continue
         with engine.begin() as connection:
+            postgres.lock(connection, MIGRATION_LOCK)
+            recorded = select(schema_migrations.c.name).where(schema_migrations.c.name == name)
+            if connection.execute(recorded).first() is not None:
+                continue
             apply(connection)
             connection.execute(insert(schema_migrations).values(name=name, applied_at=time.time()))
         applied.append(name)

@@ -6,7 +6,9 @@ an AUTOINCREMENT column and are never reused, which keeps FAISS ids and row ids 
 deletions. Schema changes are named, ordered migrations recorded in `schema_migrations`.
 
 On SQLite the store also keeps an FTS5 table over chunk text (kept in step by triggers) for BM25
-ranking; other databases work without the lexical ranker. A store opened read-only (a home we
+ranking; on PostgreSQL a generated tsvector column ranked with `ts_rank_cd`, and each chunk's
+vector in a pgvector column written in the chunk's own transaction (see `postgres.py`); other
+databases work without the lexical ranker. A store opened read-only (a home we
 may not write) applies no migration and refuses to open if one is waiting; how SQLite is opened,
 and how a damaged file is reported, is in `database.py`.
 """
@@ -33,7 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.errors import StoreError
-from assistant.index.database import open_engine, quick_check, sqlite_file
+from assistant.index import postgres
+from assistant.index.database import display_url, open_engine, quick_check, sqlite_file
 from assistant.index.schema import (
     chunks,
     documents,
@@ -42,6 +45,7 @@ from assistant.index.schema import (
     schema_migrations,
     settings,
 )
+from assistant.text.terms import STOPWORDS
 
 
 @dataclass(frozen=True)
@@ -104,18 +108,6 @@ class NewDocument:
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
-# Words too common to help a BM25 query; the FTS query ORs the rest.
-_STOPWORDS_TEXT = """
-a about above after again against all am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had has
-have having he her here hers herself him himself his how i if in into is it its itself just me
-more most my myself no nor not of off on once only or other our ours ourselves out over own same
-she should so some such than that the their theirs them themselves then there these they this
-those through to too under until up very was we were what when where which while who whom why
-will with would you your yours yourself yourselves
-"""
-STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
-
 
 class Store:
     """Documents and chunks in a SQLAlchemy database."""
@@ -137,7 +129,7 @@ class Store:
 
     @property
     def has_lexical(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+        return self.engine.dialect.name in ("sqlite", "postgresql")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -147,17 +139,22 @@ class Store:
         try:
             return migrate(self.engine)
         except SQLAlchemyError as error:
-            raise StoreError(f"cannot prepare the database {self.url}: {error}") from error
+            raise StoreError(
+                f"cannot prepare the database {display_url(self.url)}: {error}"
+            ) from error
 
     def _refuse_pending_migrations(self) -> None:
         try:
             waiting = pending_migrations(self.engine)
         except SQLAlchemyError as error:
-            raise StoreError(f"cannot read the database {self.url}: {error}") from error
+            raise StoreError(
+                f"cannot read the database {display_url(self.url)}: {error}"
+            ) from error
         if waiting:
             raise StoreError(
-                f"the database {self.url} needs upgrading ({', '.join(waiting)}) but is read-only "
-                "here; run any command (`assistant docs`) once with write access to upgrade it"
+                f"the database {display_url(self.url)} needs upgrading ({', '.join(waiting)}) but "
+                "is read-only here; run any command (`assistant docs`) once with write access to "
+                "upgrade it"
             )
 
     def check(self) -> list[str]:
@@ -190,6 +187,7 @@ class Store:
 
     def set_setting(self, key: str, value: str) -> None:
         with self.transaction() as connection:
+            postgres.lock(connection, f"setting:{key}")  # two processes recording it at once
             connection.execute(delete(settings).where(settings.c.key == key))
             connection.execute(insert(settings).values(key=key, value=value))
 
@@ -198,17 +196,18 @@ class Store:
     def documents(self, path_prefix: str | None = None) -> list[DocumentRow]:
         query = select(documents).order_by(documents.c.key)
         if path_prefix is not None:
+            folder = path_prefix.rstrip("/") + "/"
+            # LIKE (what startswith becomes) ignores ASCII case in SQLite: /x/Docs would take in
+            # /x/docs. The exact comparison of the leading characters keeps paths case-sensitive.
             query = query.where(
                 (documents.c.path == path_prefix)
-                | documents.c.path.startswith(path_prefix.rstrip("/") + "/", autoescape=True)
+                | (
+                    documents.c.path.startswith(folder, autoescape=True)
+                    & (func.substr(documents.c.path, 1, len(folder)) == folder)
+                )
             )
         with self.engine.connect() as connection:
             return [DocumentRow(**row._mapping) for row in connection.execute(query)]
-
-    def documents_for_path(self, path: str) -> list[DocumentRow]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(select(documents).where(documents.c.path == path))
-            return [DocumentRow(**row._mapping) for row in rows]
 
     def replace_file(
         self, path: str, new_documents: Sequence[NewDocument], keep_keys: Iterable[str] = ()
@@ -221,7 +220,9 @@ class Store:
         keep = set(keep_keys) - {document.key for document in new_documents}
         now = time.time()
         added: list[int] = []
+        vectors: list[np.ndarray] = []
         with self.transaction() as connection:
+            postgres.lock_files(connection, [path])  # another process replacing the same file
             old = connection.execute(
                 select(documents.c.id, documents.c.key).where(documents.c.path == path)
             ).all()
@@ -258,6 +259,9 @@ class Store:
                         )
                     )
                     added.append(_new_id(chunk_result))
+                    vectors.append(chunk.embedding)
+            if postgres.is_postgresql(connection):
+                postgres.write_vectors(connection, added, vectors)
             if keep:
                 # Kept documents of a changed file take the file's new hash and stat.
                 first = new_documents[0] if new_documents else None
@@ -283,6 +287,7 @@ class Store:
         if not wanted:
             return []
         with self.transaction() as connection:
+            postgres.lock_files(connection, wanted)
             ids = list(
                 connection.execute(
                     select(documents.c.id).where(documents.c.path.in_(wanted))
@@ -363,6 +368,12 @@ class Store:
         match = fts_query(query)
         if not match:
             return []
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                try:
+                    return postgres.lexical_search(connection, query_words(query), limit)
+                except SQLAlchemyError as error:
+                    raise StoreError(f"lexical search failed: {error}") from error
         statement = text(
             "SELECT rowid, bm25(chunks_fts, 1.0, 0.5) AS rank FROM chunks_fts "
             "WHERE chunks_fts MATCH :match ORDER BY rank LIMIT :limit"
@@ -376,13 +387,22 @@ class Store:
 
 
 def fts_query(query: str) -> str:
-    """An FTS5 MATCH expression: the query's content words, each quoted, joined by OR."""
+    """An FTS5 MATCH expression: the query's content words, each quoted, joined by OR.
+
+    The stop words (`text.terms.STOPWORDS`, too common to help BM25) are dropped; FTS5 stems
+    the rest itself (see `text.terms.stem`).
+    """
+    return " OR ".join(f'"{word}"' for word in query_words(query))
+
+
+def query_words(query: str) -> list[str]:
+    """The query's content words, lower-cased, each once: stop words and single letters go."""
     words: list[str] = []
     for word in _WORD.findall(query.lower()):
         if word in STOPWORDS or (len(word) < 2 and not word.isdigit()) or word in words:
             continue
         words.append(word)
-    return " OR ".join(f'"{word}"' for word in words)
+    return words
 
 
 def _new_id(result: Any) -> int:

@@ -7,8 +7,8 @@ index save costs nothing but a few re-added vectors at the next start.
 
 Search is exact inner product (vectors are L2-normalized, so scores are cosine similarities), on
 one thread: for a single query, FAISS's threads cost more in synchronization than they save, and
-on a busy machine a waiting thread stalls the query (100k chunks: ~10 ms on one thread against
-~50 ms on two). `evals/bench/retrieval.py` measures it against an approximate index.
+on a busy machine a waiting thread stalls the query. `evals/bench/retrieval.py` measures it against
+all cores and an approximate index (evals/README.md, Retrieval).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -27,8 +27,31 @@ from assistant.errors import IndexStateError
 from assistant.index.store import Store
 
 
+class Vectors(Protocol):
+    """What `Home` and `Retriever` need of a vector index: FAISS here, pgvector in `pgvectors`.
+
+    `in_database` says whether the vectors are written with the chunk rows themselves (so `Home`
+    has nothing left to add or remove after a commit) or kept beside them as a cache.
+    """
+
+    dimension: int
+    dirty: bool
+    in_database: bool
+
+    def __len__(self) -> int: ...
+    def ids(self) -> np.ndarray: ...
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+    def remove(self, ids: np.ndarray | list[int]) -> None: ...
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]: ...
+    def differences(self, store: Store) -> tuple[np.ndarray, np.ndarray]: ...
+    def reconcile(self, store: Store) -> tuple[int, int]: ...
+    def save(self) -> None: ...
+
+
 class VectorIndex:
     """An `IndexIDMap2(IndexFlatIP)`: exact cosine search with chunk ids as FAISS ids."""
+
+    in_database = False  # a cache beside the database, brought in step on open
 
     def __init__(self, path: Path, dimension: int, index: faiss.Index | None = None) -> None:
         self.path = path

@@ -18,14 +18,10 @@ from dataclasses import dataclass
 
 from assistant.ingest.blocks import Block
 from assistant.ingest.readers import Document
+from assistant.text.sentences import sentence_spans
 
 # Counts tokens of many texts at once (batching makes a fast tokenizer much faster).
 TokenCounter = Callable[[Sequence[str]], list[int]]
-
-# A sentence ends at . ! or ? (plus closing quotes or brackets) before whitespace and a capital,
-# digit or opening quote; a blank line always ends one.
-_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s+|\n[ \t]*\n\s*")
-_SENTENCE_START = "\"'“‘(["
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ def chunk_document(
     live = [index for index, block in enumerate(blocks) if block.text.strip()]
     if not live:
         return []
-    sentences = {index: split_sentences_with_offsets(blocks[index].text) for index in live}
+    sentences = {index: sentence_spans(blocks[index].text, plain=True) for index in live}
     counts = count_tokens(
         [
             "",  # what the counter adds to every text (special tokens such as [CLS] and [SEP])
@@ -128,28 +124,6 @@ def _sections(blocks: Sequence[Block], live: list[int]) -> list[list[int]]:
         sections[-1].append(index)
         previous = block
     return sections
-
-
-def split_sentences_with_offsets(text: str) -> list[tuple[int, int]]:
-    """(start, end) character spans of the sentences in text, whitespace trimmed.
-
-    Closing quotes and brackets stay with their sentence, so the spans together with the
-    whitespace between them cover the whole text.
-    """
-    spans: list[tuple[int, int]] = []
-    position = 0
-    for match in _SENTENCE_END.finditer(text):
-        following = text[match.end() : match.end() + 1]
-        if not following:
-            break  # trailing whitespace: the last span is trimmed below
-        if match.group()[0] != "\n" and not (
-            following.isupper() or following.isdigit() or following in _SENTENCE_START
-        ):
-            continue  # "e.g. this" or "3.5 times": not a sentence end
-        spans.append((position, match.start() + len(match.group().rstrip())))
-        position = match.end()
-    spans.append((position, len(text)))
-    return [span for span in (_trim(text, start, end) for start, end in spans) if span]
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:

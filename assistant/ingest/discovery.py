@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.errors import InputError
-from assistant.ingest.readers import detect_format
+from assistant.ingest.readers import detect_format, unsupported_reason
 
 # Folders that hold build output or dependencies, never a user's documents.
 SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages", "venv"})
@@ -144,7 +144,7 @@ class _Walk:
 
     def add_file(self, path: str, real: str, status: os.stat_result) -> None:
         if detect_format(Path(real)) is None:
-            self.skip(path, _unsupported(Path(real)))
+            self.skip(path, unsupported_reason(Path(real)))
             return
         identity = (status.st_dev, status.st_ino)
         kept = self.file_paths.get(identity)
@@ -161,10 +161,6 @@ class _Walk:
 
     def skip(self, path: str, reason: str, forget: bool = False) -> None:
         self.skipped.append(Skipped(path, reason, forget))
-
-
-def _unsupported(path: Path) -> str:
-    return f"unsupported type ({path.suffix.lower() or 'no extension'})"
 
 
 def _not_regular(status: os.stat_result) -> str:

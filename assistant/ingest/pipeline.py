@@ -15,6 +15,13 @@ can draw a progress bar without this module knowing about terminals.
   next run picks up the rest (the index is reconciled with the database on open).
 - What to read, and what to pass over, is decided in `discovery`; every file we do not ingest is
   reported with its reason, and nothing is dropped silently.
+
+Each file is first decided, then done: `plan_file` looks at the file and at its stored rows and
+says what it is (unchanged, skipped and why, new or changed and which of its documents to embed)
+without writing anything; `_apply` does what the plan says, through `Home`, which keeps the
+database and the vector index in step. Files that are gone are decided the same way, by
+`plan_removals`, once every file has been seen. Files are decided one at a time, as they come, so
+a big folder is never held in memory at once.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +97,42 @@ class IngestProgress:
     path: str
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """The file is as stored. `touch` is the (size, mtime) to record when only those changed."""
+
+    path: str
+    touch: tuple[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The file is not ingested, for `reason`. `forget_stored`: it was ingested before, and as it
+    can no longer be read, its stored documents no longer stand for it."""
+
+    path: str
+    reason: str
+    forget_stored: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    """A new or changed file: the documents whose content is new (to chunk and embed) and the keys
+    of all its documents (stored documents under other keys go). No documents: the same content
+    in new bytes (reordered rows, say), so only vanished rows go and the new stat is recorded."""
+
+    path: str
+    is_new: bool
+    documents: tuple[Document, ...]
+    keys: tuple[str, ...]
+    file_hash: str
+    size: int
+    mtime: float
+
+
+FilePlan = Unchanged | Skip | Change
+
+
 @dataclass
 class _PendingFile:
     """Documents of one file waiting to be embedded; a big file is split into several groups."""
@@ -114,26 +157,21 @@ def ingest(home: Home, paths: Sequence[Path]) -> Iterator[IngestProgress | Inges
     for number, path in enumerate(files, start=1):
         key = str(path)
         yield IngestProgress(number - 1, len(files), writer.chunks_done, key)
-        groups = _changes(home, path, known.get(key, []), summary)
-        for group in groups:
+        plan = plan_file(path, known.get(key, []), home.config.max_file_bytes)
+        for group in _apply(home, plan, summary):
             writer.pending.append(group)
             writer.pending_chunks += sum(len(texts) for _, texts in group.documents)
             if writer.pending_chunks >= FLUSH_CHUNKS:
                 yield from writer.flush()
     yield from writer.flush()
 
-    ingested = {str(path) for path in files}
-    kept = {item.path for item in summary.skipped if not item.forget}
-    vanished = [
-        stored
-        for folder in folders
-        for stored in sorted({row.path for row in home.store.documents(str(folder))})
-        if stored not in ingested and not _under_any(stored, kept)
-    ]
+    vanished = plan_removals(
+        [[row.path for row in home.store.documents(str(folder))] for folder in folders],
+        ingested={str(path) for path in files},
+        kept={item.path for item in summary.skipped if not item.forget},
+    )
     if vanished:
-        removed_ids = home.store.forget_paths(vanished)
-        home.index.remove(removed_ids)
-        summary.chunks_removed += len(removed_ids)
+        summary.chunks_removed += len(home.forget(vanished))
         summary.removed.extend(vanished)
     home.save_index()
     summary.seconds = time.perf_counter() - started
@@ -141,8 +179,8 @@ def ingest(home: Home, paths: Sequence[Path]) -> Iterator[IngestProgress | Inges
 
 
 class _Writer:
-    """Embeds waiting documents a slice at a time, commits what each slice completes, and keeps
-    the vector index in step.
+    """Embeds waiting documents a slice at a time and commits what each slice completes (through
+    `Home.replace`, so the vector index changes with the database) and saves the index now and then.
 
     A slice holds about `COMMIT_SECONDS` of embedding at the speed measured on the slice before,
     so commits come every few seconds however slow the machine. Documents are the unit: a file
@@ -181,7 +219,7 @@ class _Writer:
                 done = len(self.summary.added) + len(self.summary.updated)
                 yield IngestProgress(done, self.files_total, self.chunks_done, item.path)
             if time.monotonic() - self.last_save > self.home.config.index_save_seconds:
-                self.home.index.save()
+                self.home.save_index()
                 self.last_save = time.monotonic()
         self.pending_chunks = 0
 
@@ -203,11 +241,7 @@ class _Writer:
         return taken
 
     def _commit(self, item: _PendingFile, documents: list[NewDocument], final: bool) -> None:
-        index = self.home.index  # opened (and reconciled) before the commit, not after it
-        removed, added = self.home.store.replace_file(item.path, documents, item.keep_keys)
-        index.remove(removed)
-        if added:
-            index.add(np.asarray(added, dtype=np.int64), _stack(documents))
+        removed, added = self.home.replace(item.path, documents, item.keep_keys)
         self.summary.chunks_added += len(added)
         self.summary.chunks_removed += len(removed)
         self.chunks_done += len(added)
@@ -215,68 +249,95 @@ class _Writer:
             (self.summary.added if item.is_new else self.summary.updated).append(item.path)
 
 
-def _changes(
-    home: Home, path: Path, existing: list[DocumentRow], summary: IngestSummary
-) -> list[_PendingFile]:
-    """What must be embedded for one file, as groups to commit; records skips and no-ops."""
-    config = home.config
-    store = home.store
+def plan_file(path: Path, stored: Sequence[DocumentRow], max_file_bytes: int) -> FilePlan:
+    """What to do with one file, given its stored documents (none: a new file).
+
+    The decision, and nothing more: the file is read (only when its size or mtime changed) but
+    nothing is written and no model is loaded. Unchanged means the same size and mtime, or
+    failing that the same SHA-256; a changed file's documents are compared by content hash, so
+    only the changed rows of a JSONL corpus are embedded again.
+    """
     key = str(path)
     try:
         status = path.stat()
         if not stat.S_ISREG(status.st_mode):
             raise OSError(errno.EINVAL, "no longer a regular file")
-        if status.st_size > config.max_file_bytes:
-            summary.skipped.append(
-                Skipped(key, f"larger than {config.max_file_bytes // 1_000_000} MB")
-            )
-            return []
-        if existing and all(
-            row.size == status.st_size and row.mtime == status.st_mtime for row in existing
+        if status.st_size > max_file_bytes:
+            return Skip(key, f"larger than {max_file_bytes // 1_000_000} MB")
+        if stored and all(
+            row.size == status.st_size and row.mtime == status.st_mtime for row in stored
         ):
-            summary.unchanged.append(key)
-            return []
+            return Unchanged(key)
         data = _read_regular(path)
     except OSError as error:
-        summary.skipped.append(Skipped(key, f"cannot read ({error.strerror})"))
-        return []
+        return Skip(key, f"cannot read ({error.strerror})")
     file_hash = hashlib.sha256(data).hexdigest()
-    if existing and all(row.file_hash == file_hash for row in existing):
-        store.touch_file(key, status.st_size, status.st_mtime)
-        summary.unchanged.append(key)
-        return []
+    if stored and all(row.file_hash == file_hash for row in stored):
+        return Unchanged(key, touch=(status.st_size, status.st_mtime))
     try:
         documents = list(read_documents(path, data, file_hash))
     except UnreadableFile as error:
-        summary.skipped.append(Skipped(key, str(error)))
-        if existing:  # it was readable before; its old text no longer stands for the file
-            removed = store.forget_paths([key])
-            home.index.remove(removed)
-            summary.chunks_removed += len(removed)
-            summary.removed.append(key)
+        # Readable before: its old text no longer stands for the file.
+        return Skip(key, str(error), forget_stored=bool(stored))
+    old_hashes = {row.key: row.content_hash for row in stored}
+    return Change(
+        key,
+        is_new=not stored,
+        documents=tuple(d for d in documents if old_hashes.get(d.key) != d.content_hash),
+        keys=tuple(document.key for document in documents),
+        file_hash=file_hash,
+        size=status.st_size,
+        mtime=status.st_mtime,
+    )
+
+
+def plan_removals(
+    stored_under_folders: Iterable[Iterable[str]], ingested: set[str], kept: set[str]
+) -> list[str]:
+    """The stored files to forget once every file was seen: for each folder walked, the files
+    stored under it (as the store lists them) that this run neither ingested nor had to keep
+    (under a folder it could not list, say), each folder's in order."""
+    return [
+        stored
+        for paths in stored_under_folders
+        for stored in sorted(set(paths))
+        if stored not in ingested and not _under_any(stored, kept)
+    ]
+
+
+def _apply(home: Home, plan: FilePlan, summary: IngestSummary) -> list[_PendingFile]:
+    """Do what `plan` says, and record it in `summary`; returns what must still be embedded,
+    as groups to commit (a big file in several)."""
+    if isinstance(plan, Unchanged):
+        if plan.touch is not None:
+            home.touch(plan.path, *plan.touch)
+        summary.unchanged.append(plan.path)
         return []
-    old_hashes = {row.key: row.content_hash for row in existing}
-    final_keys = [document.key for document in documents]
-    changed = [d for d in documents if old_hashes.get(d.key) != d.content_hash]
-    if not changed:  # same rows, new bytes (reordered lines, say): drop vanished rows only
-        removed, _ = store.replace_file(key, [], final_keys)
-        home.index.remove(removed)
-        store.touch_file(key, status.st_size, status.st_mtime, file_hash)
+    if isinstance(plan, Skip):
+        summary.skipped.append(Skipped(plan.path, plan.reason))
+        if plan.forget_stored:
+            summary.chunks_removed += len(home.forget([plan.path]))
+            summary.removed.append(plan.path)
+        return []
+    keys = list(plan.keys)
+    if not plan.documents:
+        removed, _ = home.replace(plan.path, [], keys)
+        home.touch(plan.path, plan.size, plan.mtime, plan.file_hash)
         summary.chunks_removed += len(removed)
-        summary.updated.append(key)
+        summary.updated.append(plan.path)
         return []
     groups: list[_PendingFile] = []
     current: list[tuple[NewDocument, list[str]]] = []
     current_chunks = 0
-    for document in changed:
-        texts, new_document = _prepare(home, document, key, file_hash, status)
+    for document in plan.documents:
+        texts, new_document = _prepare(home, document, plan)
         current.append((new_document, texts))
         current_chunks += len(texts)
         if current_chunks >= FLUSH_CHUNKS:
-            groups.append(_PendingFile(key, not existing, current, final_keys, last=False))
+            groups.append(_PendingFile(plan.path, plan.is_new, current, keys, last=False))
             current, current_chunks = [], 0
     if current:
-        groups.append(_PendingFile(key, not existing, current, final_keys, last=False))
+        groups.append(_PendingFile(plan.path, plan.is_new, current, keys, last=False))
     groups[-1].last = True
     return groups
 
@@ -297,9 +358,7 @@ def _under_any(path: str, folders: set[str]) -> bool:
     return any(str(folder) in folders for folder in (candidate, *candidate.parents))
 
 
-def _prepare(
-    home: Home, document: Document, key: str, file_hash: str, status: os.stat_result
-) -> tuple[list[str], NewDocument]:
+def _prepare(home: Home, document: Document, plan: Change) -> tuple[list[str], NewDocument]:
     """Chunk one document; returns the texts to embed and the document (vectors to come)."""
     config = home.config
     chunks = chunk_document(
@@ -324,13 +383,13 @@ def _prepare(
     ]
     new_document = NewDocument(
         key=document.key,
-        path=key,
+        path=plan.path,
         format=document.format,
         title=document.title,
-        content_hash=document.content_hash or file_hash,
-        file_hash=file_hash,
-        size=status.st_size,
-        mtime=status.st_mtime,
+        content_hash=document.content_hash or plan.file_hash,
+        file_hash=plan.file_hash,
+        size=plan.size,
+        mtime=plan.mtime,
         chunks=new_chunks,
     )
     return [passage_text(chunk.heading, chunk.text) for chunk in chunks], new_document
@@ -346,7 +405,3 @@ def _with_vectors(document: NewDocument, vectors: np.ndarray, final: bool) -> Ne
     if final:
         return dataclasses.replace(document, chunks=chunks)
     return dataclasses.replace(document, chunks=chunks, file_hash="", size=-1)
-
-
-def _stack(documents: Sequence[NewDocument]) -> np.ndarray:
-    return np.vstack([chunk.embedding for document in documents for chunk in document.chunks])

@@ -1,16 +1,17 @@
 """Turn one file into documents made of blocks that remember where they came from.
 
-A block is a paragraph-sized piece of text with its line range (or PDF page) and the path of
-headings above it. Chunking packs blocks into chunks later; citations point back to these lines,
-so line numbers are 1-based and always name the real lines of the file. Readers never guess
+A block is a paragraph-sized piece of text with its line range (or PDF page; a paragraph,
+slide or chapter number for the formats of `office` and `ebooks`) and the path of headings
+above it. Chunking packs blocks into chunks later; citations point back to these lines, so
+line numbers are 1-based and always name the real lines of the file. Readers never guess
 silently: a file we cannot read raises `UnreadableFile` with the reason, and the ingest summary
-names it. Markup formats are parsed in `markup`, blocks built with `blocks`; PDF and BEIR JSONL
-(one document per line) are read here.
+names it. Markup formats are parsed in `markup`, office documents in `office`, e-books in
+`ebooks`, blocks built with `blocks`, and bytes become text in `encoding` (UTF-8 first, else
+the encoding the file was written in); PDF and BEIR JSONL (one document per line) are read here.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import logging
@@ -19,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.errors import InputError
+from assistant.errors import UnreadableFile as UnreadableFile  # where readers' callers find it
 from assistant.ingest.blocks import Block, paragraph_blocks
+from assistant.ingest.encoding import decode_text as decode_text
 from assistant.ingest.markup import html_blocks, markdown_blocks, rst_blocks
 
 TEXT_SUFFIXES = {".txt", ".text", ".log"}
@@ -29,10 +31,18 @@ RST_SUFFIXES = {".rst", ".rest"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 PDF_SUFFIXES = {".pdf"}
 JSONL_SUFFIXES = {".jsonl"}
+# Formats read from a zip package by `office` and `ebooks`: suffix -> format name.
+PACKAGE_FORMATS = {".docx": "docx", ".pptx": "pptx", ".odt": "odt", ".epub": "epub"}
 CODE_SUFFIXES = {
     ".py", ".pyi", ".js", ".mjs", ".ts", ".tsx", ".jsx", ".java", ".kt", ".c", ".h", ".cc",
     ".cpp", ".hpp", ".cs", ".go", ".rs", ".rb", ".php", ".swift", ".scala", ".sh", ".bash",
     ".sql", ".r", ".lua", ".pl", ".toml", ".yaml", ".yml", ".ini", ".cfg", ".css",
+}  # fmt: skip
+# Formats we do not read but that a program can save as one we do.
+_CONVERTIBLE = {
+    ".doc": ".docx", ".dot": ".docx", ".rtf": ".docx", ".wpd": ".docx", ".pages": ".docx",
+    ".ppt": ".pptx", ".pps": ".pptx", ".odp": ".pptx", ".key": ".pptx",
+    ".mobi": ".epub", ".azw": ".epub", ".azw3": ".epub", ".fb2": ".epub",
 }  # fmt: skip
 
 
@@ -52,10 +62,6 @@ class Document:
         return "\n\n".join(block.text for block in self.blocks)
 
 
-class UnreadableFile(InputError):
-    """A file we skip, with the reason shown to the user."""
-
-
 def detect_format(path: Path) -> str | None:
     """The reader name for a path, or None when we do not read that kind of file."""
     name = path.name.lower()
@@ -70,6 +76,8 @@ def detect_format(path: Path) -> str | None:
         return "html"
     if suffix in PDF_SUFFIXES:
         return "pdf"
+    if suffix in PACKAGE_FORMATS:
+        return PACKAGE_FORMATS[suffix]
     if suffix in JSONL_SUFFIXES:
         return "jsonl"
     if suffix in TEXT_SUFFIXES:
@@ -79,44 +87,31 @@ def detect_format(path: Path) -> str | None:
     return None
 
 
-def decode_text(data: bytes) -> str:
-    """The text of a file's bytes with "\\n" line ends, or `UnreadableFile` for binary data.
-
-    UTF-8 (with or without a byte-order mark) is the norm; UTF-16 is accepted when it starts
-    with its byte-order mark, as files written by Windows tools do.
-    """
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise UnreadableFile("not valid UTF-16 despite its byte-order mark") from None
-    else:
-        if b"\x00" in data:
-            raise UnreadableFile("binary file (contains NUL bytes)")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            line = data.count(b"\n", 0, error.start) + 1
-            raise UnreadableFile(
-                f"not UTF-8 text (invalid byte 0x{data[error.start]:02X} on line {line}); "
-                "convert it to UTF-8"
-            ) from None
-    if "\x00" in text:
-        raise UnreadableFile("binary file (contains NUL characters)")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+def unsupported_reason(path: Path) -> str:
+    """Why a file of a kind we do not read is skipped, and what would make it readable."""
+    suffix = path.suffix.lower()
+    reason = f"unsupported type ({suffix or 'no extension'})"
+    if suffix in _CONVERTIBLE:
+        reason += f": save it as {_CONVERTIBLE[suffix]}"
+    return reason
 
 
 def read_documents(path: Path, data: bytes, content_hash: str) -> Iterator[Document]:
     """The documents in one file (one, or one per line for BEIR JSONL)."""
     file_format = detect_format(path)
     if file_format is None:
-        raise UnreadableFile(f"unsupported format ({path.suffix or 'no extension'})")
+        raise UnreadableFile(unsupported_reason(path))
     if not data.strip():
         raise UnreadableFile("empty file")
     key = str(path)
     if file_format == "pdf":
         blocks, title = _pdf_blocks(data)
         yield _document(key, "pdf", title or path.stem, blocks, content_hash)
+        return
+    if file_format in PACKAGE_FORMATS.values():
+        blocks, title = _package_blocks(file_format, data)
+        title = title.strip() or _first_heading(blocks) or path.stem
+        yield _document(key, file_format, title, blocks, content_hash)
         return
     text = decode_text(data)
     if not text.strip():
@@ -143,6 +138,18 @@ def _document(
     if not blocks:
         raise UnreadableFile("no text found")
     return Document(key, key, file_format, title.strip(), tuple(blocks), content_hash)
+
+
+def _package_blocks(file_format: str, data: bytes) -> tuple[list[Block], str]:
+    """Blocks and title of a zip-packaged format; its library is imported only when needed."""
+    if file_format == "epub":
+        from assistant.ingest.ebooks import epub_blocks
+
+        return epub_blocks(data)
+    from assistant.ingest import office
+
+    readers = {"docx": office.docx_blocks, "pptx": office.pptx_blocks, "odt": office.odt_blocks}
+    return readers[file_format](data)
 
 
 def _first_heading(blocks: list[Block]) -> str | None:
@@ -178,7 +185,7 @@ def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
         kind = "encrypted" if encrypted else "unreadable"
         raise UnreadableFile(f"{kind} PDF ({type(error).__name__}: {error})") from None
     if not blocks:
-        raise UnreadableFile("PDF has no extractable text (scanned images?)")
+        raise UnreadableFile("scanned PDF: no text layer (OCR is not enabled)")
     if not title.strip():
         title = blocks[0].text.split("\n")[0][:120]
     return blocks, title

@@ -151,7 +151,7 @@ def repair(
     rebuilt = database.with_name(database.name + ".rebuilding")
     for leftover in _with_companions(rebuilt):
         leftover.unlink(missing_ok=True)
-    home.config.index_path.unlink(missing_ok=True)  # its ids are the old database's chunk ids
+    home.drop_index()  # its ids are the old database's chunk ids
     builder = home.with_config(home.config.replace(database_url=f"sqlite:///{rebuilt}"))
     try:
         report.sessions_kept, report.messages_kept = _restore_sessions(builder, found)

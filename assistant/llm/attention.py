@@ -2,14 +2,14 @@
 
 When decoding, each step attends one query to the whole key/value cache. torch's CPU flash
 kernel is built for long queries and spends most of a decoding step on this tiny product at long
-contexts; two small matrix products and a softmax do the same work several times faster.
+contexts; two small matrix products and a softmax do the same work without that overhead.
 Grouped-query heads are handled by folding the query heads onto their key/value head, so the
 cache is never copied.
 
 The prompt's causal pass can go to `PromptAttention`, a C kernel (`kernels/attention.c`, built on
 first use by `native`) that multiplies in bfloat16 with float32 sums on CPUs with AVX512-BF16 and
-skips the blocks above the diagonal: on a 1,500-token prompt it attends ~2.7x faster than torch's
-flash kernel, and the whole pass takes ~0.7x the time (evals/bench/generation.py). Its products
+skips the blocks above the diagonal, which a causal mask would only discard (how it compares with
+torch's flash kernel: evals/README.md, Generation, from evals/bench/generation.py). Its products
 round their inputs to bfloat16 as torch's own bfloat16 attention does, so it is used with 4-bit
 weights (whose products already round so), never for float32 weights. Anything else (masks
 with padding, position biases, dropout) goes to transformers' SDPA attention.

@@ -8,8 +8,9 @@ depends on the CPU more than on anything else:
   weight once, so fewer bytes usually win, unless the kernel reading them is slow (torch's int4
   kernel is, without AVX-512);
 - the prompt's pass multiplies hundreds of rows at once in float32, on the 4-bit codes, or in
-  8-bit integers: on a CPU with AVX512-VNNI the 8-bit products are the fastest by far, on one
-  without they run a reference loop ~50x slower than float32 (measured on AMD Zen 3);
+  8-bit integers: on a CPU with AVX512-VNNI the 8-bit products are the fastest, on one without
+  torch runs them in a plain reference loop, far slower than float32 (evals/README.md, one
+  table per CPU class);
 - the prompt's attention runs in the C kernel (AVX512-BF16 only) or in torch's;
 - the steps run on one thread or on every core.
 

@@ -1,11 +1,11 @@
 """A key/value cache that grows in place instead of being copied at every step.
 
 transformers' `DynamicCache` appends each step's keys and values with `torch.cat`, which copies
-the whole cache of every layer at every step: with a 1,500-token prompt that is ~140 MB of memory
-traffic per token for SmolLM2-135M. `GrowingLayer` keeps spare room
-after the filled positions (at least 512 more, or half again) and writes each step into it,
-returning views of the filled part; a long prompt decodes ~1.1x faster (evals/bench/generation.py,
-`cache` section), with the same tokens.
+the whole cache of every layer at every step, so each new token costs memory traffic that grows
+with the prompt. `GrowingLayer` keeps spare room after the filled positions (at least 512 more, or
+half again) and writes each step into it, returning views of the filled part: a step writes only
+its own keys and values, and the tokens are the same (measured in evals/README.md, Generation, from
+evals/bench/generation.py's `cache` section).
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ listens on an ephemeral 127.0.0.1 port; a random API key keeps other local progr
 
 from __future__ import annotations
 
-import os
 import queue
 import secrets
 import threading
@@ -33,12 +32,6 @@ from assistant.errors import ModelError
 from assistant.llm.base import GenerationStats, TemplatedModel
 from assistant.llm.weights import gguf_tokenizer
 from assistant.models import resolve_language_model
-
-# As in assistant.llm.torch_engine, and more so: llama.cpp's OpenMP workers spin-wait by default,
-# and on
-# a busy 2-core machine that made decoding 200x slower (0.3 instead of ~65 tokens/s). libgomp
-# reads the policy when xllamacpp loads it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _FINISH = {"stop": "eos", "length": "length"}
 _END = object()  # the queue's last item: the request has returned
@@ -87,12 +80,6 @@ class LlamaCppModel(TemplatedModel):
         self.context_length = context_length
         self.last_stats: GenerationStats | None = None
         self._api_key = ""
-
-    @property
-    def http_address(self) -> str:
-        """Where llama.cpp's server listens (127.0.0.1, an ephemeral port): every request to it
-        needs the random key only this process holds, so other local users cannot use it."""
-        return str(self._server.listening_address)
 
     @classmethod
     def load(

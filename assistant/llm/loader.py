@@ -2,8 +2,8 @@
 
 Two engines can run a GGUF model on the CPU: ours (`generation.LanguageModel`, torch with the
 paths `kernel_plan` measured) and llama.cpp (`llamacpp.LlamaCppModel`, through the xllamacpp
-package). Neither is faster everywhere: on AVX-512 CPUs ours read a 1,500-token prompt ~3.5x
-sooner and decoded at par, while on AVX2-only CPUs llama.cpp decodes several times faster
+package). Neither is faster everywhere: ours reads a long prompt sooner where torch has AVX-512
+kernels (and our attention kernel runs), while llama.cpp's C steps decode faster on AVX2-only CPUs
 (`evals/README.md`, one table per CPU class). So with `engine=auto` the first load of a model on
 a CPU loads both, times each on the same prompt (the prompt's pass and one-token steps, decoding a
 fixed number of tokens whatever they are), and keeps the engine that would answer a typical
@@ -11,6 +11,9 @@ question sooner: a `TYPICAL_PROMPT`-token prompt and a `TYPICAL_ANSWER`-token an
 measurement is cached (`calibration`) with the CPU, the library versions and the model file, so
 later loads start the chosen engine directly. llama.cpp's step threads (one, or every core) are
 measured the same way.
+
+A model named `openai:NAME` runs on an OpenAI-compatible server instead (`openai_engine`):
+nothing is measured for it.
 
 Everything after the engine (answers, checks, chat, evals) is the same whichever runs.
 """
@@ -28,7 +31,7 @@ from assistant.calibration import CalibrationCache, Choice, fastest, key_of
 from assistant.config import Config
 from assistant.devices import available_cores
 from assistant.errors import ModelError
-from assistant.models import resolve_language_model
+from assistant.models import resolve_language_model, served_model_name
 
 if TYPE_CHECKING:
     from assistant.llm.base import ChatModel
@@ -50,6 +53,8 @@ class EngineStatus:
 
 def llamacpp_status(config: Config) -> EngineStatus:
     """llama.cpp needs the xllamacpp package, the CPU and a .gguf model file."""
+    if served_model_name(config.model) is not None:
+        return EngineStatus(False, "the model runs on an OpenAI-compatible server")
     if importlib.util.find_spec("xllamacpp") is None:
         return EngineStatus(False, "the xllamacpp package is not installed")
     if config.device not in ("cpu", "auto"):
@@ -70,7 +75,12 @@ def llamacpp_status(config: Config) -> EngineStatus:
 
 def load_chat_model(config: Config) -> ChatModel:
     """The engine `config.engine` names (`torch`, `llamacpp`), or with `auto` the one measured
-    faster here (measured at the first load, then read from the cache)."""
+    faster here (measured at the first load, then read from the cache); for an `openai:NAME`
+    model, its server."""
+    if served_model_name(config.model) is not None:
+        from assistant.llm.openai_engine import OpenAIModel
+
+        return OpenAIModel.load(config)
     from assistant.llm.torch_engine import LanguageModel
 
     status = llamacpp_status(config)
@@ -216,7 +226,15 @@ def measure_again(config: Config) -> ChatModel:
 
 
 def describe(config: Config) -> str:
-    """The engine `assistant info` reports: what runs and why, without loading a model."""
+    """The engine `assistant info` reports: what runs and why, without loading a model (nor
+    asking a server anything)."""
+    if served_model_name(config.model) is not None:
+        from assistant.llm.openai_client import display_url
+
+        return (
+            f"openai (an OpenAI-compatible server at {display_url(config.openai_base_url)}, "
+            f"model {served_model_name(config.model)!r})"
+        )
     if config.engine != "auto":
         return f"{config.engine} (forced by ASSISTANT_ENGINE)"
     status = llamacpp_status(config)

@@ -24,12 +24,13 @@ the 4-bit kernel, and so does the output head, which only ever sees the last row
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional
 
+from assistant.config import PromptProducts
 from assistant.llm.gemv import Gemv4, pack
 
 GROUP_SIZE = 32
@@ -182,14 +183,6 @@ class Int4Linear(nn.Module):
         y = y.reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
-    def dequantized(self) -> torch.Tensor:
-        """The weight these codes stand for, as the kernel computes it (in bfloat16 precision)."""
-        identity = torch.eye(self.in_features, dtype=torch.bfloat16)
-        columns: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            identity, self.packed, self.group_size, self.scales_and_zeros
-        )
-        return columns.to(torch.float32).t().contiguous()
-
 
 def _int8_per_output(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A [out, in] float32 weight as 8-bit codes laid out [in, out] for `torch._int_mm`, and
@@ -212,8 +205,9 @@ def quantize_linears(
     4-bit codes), "int8" (8-bit copies of the weights) or "float32" (the float32 weights kept).
     `gemv`: the C kernel for one-row products (decoding steps), else torch's int4 kernel.
     A layer whose shape the kernel cannot take stays as it is."""
-    if prompt_products not in ("int4", "int8", "float32"):
-        raise ValueError(f"prompt_products must be int4, int8 or float32, not {prompt_products!r}")
+    if prompt_products not in get_args(PromptProducts):
+        allowed = ", ".join(get_args(PromptProducts))
+        raise ValueError(f"prompt_products must be one of {allowed}, not {prompt_products!r}")
     rows = Int8Rows() if prompt_products == "int8" and int8_supported() else None
     keep_float32 = prompt_products == "float32"
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -238,7 +232,7 @@ def quantize_linears(
         return 0
     # The float32 weights were loaded from a memory-mapped file; while any tensor of the model
     # (the embedding, the norms) still lives in that mapping, the whole file stays mapped and
-    # counted in the process's memory. Copies let it go (~400 MB here).
+    # counted in the process's memory. Copies let it go.
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, Int4Linear):

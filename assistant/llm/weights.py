@@ -1,10 +1,11 @@
 """Weights of a causal language model: a local folder, a hub id, or a GGUF file.
 
-The bundled model is a quantized GGUF file that transformers must de-quantize on every load (~20 s
-on a small CPU). The first load therefore saves a dense copy under the models folder, written to a
-temporary folder and renamed into place so an interrupted save never leaves a half-written cache;
-later loads read that copy in well under a second. An unreadable copy is rebuilt. Whether a GGUF
-file is mostly 4-bit (then `quantize` packs it back to 4 bits on the CPU) is noted beside it.
+The bundled model is a quantized GGUF file that transformers must de-quantize, in Python, on every
+load (what that costs: evals/README.md, the first load in the AVX2 table). The first load therefore
+saves a dense copy under the models folder, written to a temporary folder and renamed into place so
+an interrupted save never leaves a half-written cache; later loads read that copy as it is, with
+nothing to convert. An unreadable copy is rebuilt. Whether a GGUF file is mostly 4-bit (then
+`quantize` packs it back to 4 bits on the CPU) is noted beside it.
 """
 
 from __future__ import annotations

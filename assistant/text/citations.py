@@ -71,34 +71,32 @@ def cited_numbers(text: str, passage_count: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys(numbers))
 
 
-def remove_invalid_markers(text: str, passage_count: int) -> str:
-    """Text with every marker rewritten to name only passages 1..passage_count.
-
-    A marker naming no valid passage disappears (spacing and punctuation tidied); one naming some
-    valid passages keeps just those, written as `[1][3]`.
-    """
-    pieces: list[str] = []
-    position = 0
-    for marker in find_markers(text):
-        pieces.append(text[position : marker.start])
-        pieces.append(format_markers(marker.valid_numbers(passage_count)))
-        position = marker.end
-    pieces.append(text[position:])
-    return tidy("".join(pieces))
-
-
 def strip_markers(text: str) -> str:
     """Text with all citation markers removed and the spacing around them tidied.
 
     `"Caches store keys [1], values [2][3]."` becomes `"Caches store keys, values."`.
     """
+    return tidy(_without_markers(text, spaces_before=False))
+
+
+def remove_markers(text: str) -> str:
+    """Text without its citation markers and the whitespace right before each, otherwise as it
+    was: unlike `strip_markers` nothing is tidied, so code keeps its indentation.
+
+    `"Caches store keys [1], values [2][3]."` becomes `"Caches store keys, values."`.
+    """
+    return _without_markers(text, spaces_before=True)
+
+
+def _without_markers(text: str, *, spaces_before: bool) -> str:
     pieces: list[str] = []
     position = 0
     for marker in find_markers(text):
-        pieces.append(text[position : marker.start])
+        piece = text[position : marker.start]
+        pieces.append(piece.rstrip() if spaces_before else piece)
         position = marker.end
     pieces.append(text[position:])
-    return tidy("".join(pieces))
+    return "".join(pieces)
 
 
 def tidy(text: str) -> str:

@@ -1,18 +1,21 @@
 """Sentences and content words: the units grounding checks and extractive quoting picks.
 
-`sentence_spans` splits an answer or a passage into sentences (bullets, abbreviations, decimal
-numbers and prose hard-wrapped at a fixed width handled), `content_words` gives a text's
-lower-cased, lightly stemmed words without stop words, and `key_terms` its names and numbers, the
-words a hallucination usually swaps.
+`sentence_spans` is the one sentence splitter. Its default rules split an answer or a passage into
+sentences as a reader sees them (bullets, abbreviations, decimal numbers, citation markers and
+prose hard-wrapped at a fixed width handled); `plain=True` gives the plainer rules the chunker cuts
+source text with (see the function). `content_words` gives a text's lower-cased, stemmed words
+without stop words (`terms` holds the stop words and the stemmer), and `key_terms` its names and
+numbers, the words a hallucination usually swaps.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator
 
 from assistant.text.citations import strip_markers
+from assistant.text.terms import STOPWORDS, stem
 
 # --------------------------------------------------------------------------------------------
 # Sentences
@@ -27,34 +30,68 @@ _SENTENCE_END = re.compile(
 _ABBREVIATION_WORDS = """e.g i.e cf vs al approx fig figs no nos mr mrs ms dr prof sr jr st mt
     inc ltd co corp dept est jan feb mar apr jun jul aug sep sept oct nov dec"""
 _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
+# The plain rules: one final mark with its closing quotes/brackets and the whitespace after it,
+# or a blank line.
+_PLAIN_END = re.compile(r"[.!?][\"'”’)\]]*\s+|\n[ \t]*\n\s*")
+_PLAIN_START = "\"'“‘(["  # opening quotes and brackets may begin a sentence
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of the sentences of text, without list bullets or outer spaces.
+def sentence_spans(text: str, *, plain: bool = False) -> list[tuple[int, int]]:
+    """(start, end) offsets of the sentences of text, without outer spaces.
 
-    Each line is split separately (a list item or heading is its own sentence), where a line is
-    what `soft_wraps` leaves of it: prose hard-wrapped at a fixed width (reST, Markdown, plain
-    text) is one line per paragraph, so a sentence is not cut at its line breaks. A line is cut
-    after ., ! or ? (and any closing quotes or citation markers) when whitespace and a
-    non-lower-case character follow, except after abbreviations ("e.g.", "Dr.") and initials;
-    decimals ("3.5") never split because no space follows the point.
+    The default rules read text as laid out. Each line is split separately (a list item or
+    heading is its own sentence, its bullet left out), where a line is what `soft_wraps` leaves
+    of it: prose hard-wrapped at a fixed width (reST, Markdown, plain text) is one line per
+    paragraph, so a sentence is not cut at its line breaks. A line is cut after ., ! or ? (and
+    any closing quotes or citation markers) when whitespace and a non-lower-case character
+    follow, except after abbreviations ("e.g.", "Dr.") and initials; decimals ("3.5") never split
+    because no space follows the point.
+
+    `plain=True` gives the rules chunking cuts blocks into units with (answer memory and the
+    context window's trimming use them too). Line breaks are spaces and a blank line ends a
+    sentence. Nothing is left out: the spans and the whitespace between them cover the whole
+    text, bullets included, because a chunk's text is rebuilt from these offsets. A cut follows
+    one ., ! or ? (and closing quotes or brackets) when whitespace and a capital, a digit or an
+    opening quote or bracket follow; abbreviations and citation markers get no special care, and
+    a lower-case word after a full stop and a blank line continues the sentence. Those last
+    rules are history rather than purpose, but each unit boundary moves chunk overlaps, so the
+    default rules would change the chunks of the SQuAD and SciFact eval corpora: switching is a
+    re-ingest and an eval rerun, not a refactor.
     """
+    spans: list[tuple[int, int]] = []
+    for offset, line in [(0, text)] if plain else _unwrapped_lines(text):
+        bullet = None if plain else BULLET.match(line)
+        position = bullet.end() if bullet else 0
+        for match in (_PLAIN_END if plain else _SENTENCE_END).finditer(line):
+            if match.end() <= position or not _ends_sentence(line, match, plain):
+                continue
+            spans.append(_trimmed(line, position, match.end(), offset))
+            position = match.end()
+        spans.append(_trimmed(line, position, len(line), offset))
+    return [(start, end) for start, end in spans if end > start]
+
+
+def _unwrapped_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, line) for each line of text once its soft wraps are spaces."""
     unwrapped = list(text)
     for position in soft_wraps(text):
         unwrapped[position] = " "  # same length: offsets stay those of `text`
-    spans: list[tuple[int, int]] = []
-    line_start = 0
+    offset = 0
     for line in "".join(unwrapped).split("\n"):
-        bullet = BULLET.match(line)
-        position = bullet.end() if bullet else 0
-        for match in _SENTENCE_END.finditer(line):
-            if match.end() <= position or _follows_abbreviation(line, match.start()):
-                continue
-            spans.append(_trimmed(line, position, match.end(), line_start))
-            position = match.end()
-        spans.append(_trimmed(line, position, len(line), line_start))
-        line_start += len(line) + 1
-    return [(start, end) for start, end in spans if end > start]
+        yield offset, line
+        offset += len(line) + 1
+
+
+def _ends_sentence(line: str, match: re.Match[str], plain: bool) -> bool:
+    """Whether a candidate end found by the rules' pattern really ends a sentence."""
+    if not plain:
+        return not _follows_abbreviation(line, match.start())
+    if match.group().startswith("\n"):
+        return True  # a blank line
+    following = line[match.end() : match.end() + 1]  # empty at the end of the text
+    return following != "" and (
+        following.isupper() or following.isdigit() or following in _PLAIN_START
+    )
 
 
 # A line at least this long (stripped) that runs on into a next line was wrapped at a fixed width;
@@ -111,15 +148,11 @@ def split_sentences(text: str) -> list[str]:
 # Content words
 # --------------------------------------------------------------------------------------------
 
-_STOPWORD_WORDS = """a about above after again against all also am an and any are as at be because
-    been before being below between both but by can could did do does doing down during each few for
-    from further had has have having he her here hers herself him himself his how i if in into is it
-    its itself just let me more most my myself of off on once only or other our ours ourselves out
-    over own same she should so some such than that the their theirs them themselves then there
-    these they this those through to too under until up very was we were what when where which
-    while who whom why will with would you your yours yourself yourselves may might must shall
-    upon whose within without via per one"""
-_STOPWORDS = frozenset(_STOPWORD_WORDS.split())
+# The base stop words, but a negation is kept (it changes a claim), and modal verbs and a few
+# more words that make no claim of their own are dropped too.
+_NEGATIONS = frozenset(["no", "nor", "not"])
+_CLAIMLESS_WORDS = "also let may might must one per shall upon via whose within without"
+CONTENT_STOPWORDS = (STOPWORDS - _NEGATIONS) | frozenset(_CLAIMLESS_WORDS.split())
 # Words that make no claim on their own: a sentence made only of these (and stop words) is a
 # fragment such as "Sure, here is the answer based on the provided passages:". Sentence openers
 # are here too, so a capitalised "However" is not taken for a name.
@@ -132,27 +165,6 @@ _FILLER_WORDS = """sure yes okay ok certainly absolutely course thanks thank hel
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 
 
-def _stem(word: str) -> str:
-    """A light suffix stripper: enough to match "caches", "cached" and "caching"."""
-    if word[0].isdigit():
-        return word.replace(",", "")
-    if word.endswith("ies") and len(word) > 4:
-        word = word[:-3] + "y"
-    elif word.endswith("sses"):
-        word = word[:-2]
-    elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
-        word = word[:-1]
-    for suffix in ("ing", "ed"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    if len(word) > 4 and word.endswith("e"):
-        word = word[:-1]
-    if len(word) > 4 and word[-1] == word[-2] and word[-1] not in "lsz":
-        word = word[:-1]
-    return word
-
-
 def content_words(text: str) -> list[str]:
     """The stemmed content words of text in order: lower-cased, stop words dropped, numbers kept.
 
@@ -162,9 +174,9 @@ def content_words(text: str) -> list[str]:
     text = re.sub(r"n['’]t\b", " not", text)
     text = re.sub(r"['’]s\b", "", text)
     return [
-        _stem(word)
+        stem(word)
         for word in _WORD.findall(text)
-        if word not in _STOPWORDS and (len(word) > 1 or word.isdigit())
+        if word not in CONTENT_STOPWORDS and (len(word) > 1 or word.isdigit())
     ]
 
 
@@ -174,15 +186,7 @@ def is_claim(text: str) -> bool:
     return any(word not in FILLER and word != "not" for word in content_words(strip_markers(text)))
 
 
-def lexical_support(claim_words: Sequence[str], evidence_words: frozenset[str]) -> float:
-    """Share of the distinct claim words found in the evidence; 0.0 for a claim without words."""
-    distinct = set(claim_words)
-    if not distinct:
-        return 0.0
-    return len(distinct & evidence_words) / len(distinct)
-
-
-FILLER = frozenset(_stem(word) for word in _FILLER_WORDS.split())
+FILLER = frozenset(stem(word) for word in _FILLER_WORDS.split())
 # Words that point back to something named earlier: "It does...", "was that format".
 REFERRING = frozenset(
     ["it", "its", "they", "them", "their", "theirs", "he", "him", "his", "she", "her", "hers"]
@@ -199,7 +203,7 @@ def key_terms(text: str) -> frozenset[str]:
     """
     terms = set()
     for word in _WORD.findall(strip_markers(text)):
-        if word[0].isdigit() or (word[0].isupper() and word.lower() not in _STOPWORDS):
+        if word[0].isdigit() or (word[0].isupper() and word.lower() not in CONTENT_STOPWORDS):
             terms.update(content_words(word.lower()))
     return frozenset(terms - FILLER)
 

@@ -40,7 +40,7 @@ def test_usable_only_on_the_cpu(config: Config) -> None:
 
 def test_its_http_port_refuses_requests_without_the_key(model: LlamaCppModel) -> None:
     """xllamacpp listens on 127.0.0.1 even in-process: another local user must not use it."""
-    address = model.http_address
+    address = str(model._server.listening_address)  # 127.0.0.1, an ephemeral port
     assert address.startswith("http://127.0.0.1:")
     for headers in ({}, {"Authorization": "Bearer not-the-key"}):
         request = urllib.request.Request(f"{address}/v1/models", headers=headers)

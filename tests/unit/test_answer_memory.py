@@ -16,7 +16,6 @@ from assistant.answer.memory import (
     extractive_summary,
     fold_into_summary,
     is_follow_up,
-    needs_folding,
     rewrite_query,
     summary_problem,
     turn_tokens,
@@ -72,14 +71,17 @@ def test_answers_carried_in_history_lose_citation_markers() -> None:
     turn = Turn("q", "Built in 1889 [1], by Eiffel [2, 3] and others [4-5].")
     assert turn.answer_without_citations == "Built in 1889, by Eiffel and others."
     assert turn_tokens(turn, count_tokens) == 1 + 7
+    # Only markers go (as `text.citations` reads them): code keeps its indexing and indentation.
+    code = Turn("q", "Read it with `values[0]` [1]:\n\n    first  =  values.pop()")
+    assert (
+        code.answer_without_citations == "Read it with `values[0]`:\n\n    first  =  values.pop()"
+    )
 
 
 def test_turns_fold_oldest_first_exactly_when_history_overflows() -> None:
     turns = [Turn(f"q{i} " * 4, f"a{i} " * 6) for i in range(5)]  # 10 tokens each
     assert turns_to_fold(turns, count_tokens, 50) == ()
-    assert not needs_folding(turns, count_tokens, 50)
     assert turns_to_fold(turns, count_tokens, 49) == tuple(turns[:1])
-    assert needs_folding(turns, count_tokens, 49)
     assert turns_to_fold(turns, count_tokens, 20) == tuple(turns[:3])
     assert turns_to_fold(turns, count_tokens, 19) == tuple(turns[:4])
 

@@ -7,6 +7,7 @@ function shows which texts the checker embedded.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from assistant.answer.pipeline import Answer, Answerer, Retrieved
 from assistant.config import Config
 from assistant.embed.embedder import Embedder
-from assistant.grounding.checker import SupportChecker, evidence_units
+from assistant.grounding.checker import GroundingReason, SupportChecker, evidence_units
 from assistant.index.home import Home
 from assistant.ingest.pipeline import ingest
 from tests.fakes import ScriptedModel
@@ -94,20 +95,20 @@ def test_generation_stops_after_three_unsupported_sentences(home: Home) -> None:
     model = ScriptedModel(DRIFT)
     pieces, answer = _ask(home, model)
     assert model.taken < len(model.words)
-    assert answer.timings.get("gave_up") == 1.0
+    assert answer.timings.gave_up
     streamed = "".join(pieces)
     assert "Cats sleep" in streamed  # the fourth sentence had begun: three were complete
     assert "Dogs" not in streamed
     # What the model wrote is not shown as the answer: quotes of the passage, or an abstention.
     assert "Paris" not in answer.text
-    assert answer.abstained or answer.grounded.reason == "extractive"
+    assert answer.abstained or answer.grounded.reason is GroundingReason.EXTRACTIVE
 
 
 def test_a_supported_sentence_lets_the_model_finish(home: Home) -> None:
     model = ScriptedModel(f"{SUPPORTED} {DRIFT}")
     pieces, answer = _ask(home, model)
     assert model.taken == len(model.words)
-    assert "gave_up" not in answer.timings
+    assert not answer.timings.gave_up
     assert answer.grounded.sentences[0].supported
     assert "".join(pieces) == model.complete([])
 
@@ -117,7 +118,7 @@ def test_giving_up_can_be_turned_off(tmp_path: Path, embedder: Embedder) -> None
         model = ScriptedModel(DRIFT)
         _, answer = _ask(home, model)
         assert model.taken == len(model.words)
-        assert "gave_up" not in answer.timings
+        assert not answer.timings.gave_up
 
 
 def test_a_mostly_supported_answer_is_kept_with_its_unsupported_sentence_flagged(
@@ -133,7 +134,7 @@ def test_a_mostly_supported_answer_is_kept_with_its_unsupported_sentence_flagged
 def test_a_mostly_unsupported_answer_gives_way_to_quotes(home: Home) -> None:
     text = f"{SUPPORTED} Paris is the capital of France. Bananas are a yellow fruit. Cats nap."
     _, answer = _ask(home, ScriptedModel(text))
-    assert answer.grounded.reason == "extractive"
+    assert answer.grounded.reason is GroundingReason.EXTRACTIVE
     assert "Paris" not in answer.text and "Bananas" not in answer.text
     assert all(claim.supported for claim in answer.grounded.claims)
 
@@ -150,7 +151,7 @@ def test_a_name_the_documents_never_mention_abstains_before_generating(home: Hom
     model = ScriptedModel(SUPPORTED)
     _, answer = _ask(home, model, "What does the KV cache of Mistral store?")
     assert model.taken == 0
-    assert answer.abstained and answer.grounded.reason == "missing_terms"
+    assert answer.abstained and answer.grounded.reason is GroundingReason.MISSING_TERMS
     assert answer.text == (
         'I couldn\'t find this in your documents. The passages found never mention "Mistral".'
     )
@@ -169,14 +170,14 @@ def test_the_question_terms_check_can_be_turned_off(tmp_path: Path, embedder: Em
         model = ScriptedModel(SUPPORTED)
         _, answer = _ask(home, model, "What does the KV cache of Mistral store?")
         assert model.taken == len(model.words)
-        assert answer.grounded.reason != "missing_terms"
+        assert answer.grounded.reason is not GroundingReason.MISSING_TERMS
 
 
 def test_a_weak_retrieval_abstention_names_the_missing_words_too(home: Home) -> None:
     model = ScriptedModel(SUPPORTED)
     _, answer = _ask(home, model, "Who wrote the novel Frankenstein?")
     assert model.taken == 0
-    assert answer.grounded.reason == "weak_retrieval"
+    assert answer.grounded.reason is GroundingReason.WEAK_RETRIEVAL
     assert answer.text.endswith('never mention "Frankenstein".')
 
 
@@ -184,7 +185,7 @@ def test_an_answer_without_the_number_asked_for_abstains(home: Home) -> None:
     model = ScriptedModel(SUPPORTED)  # supported, on topic, but no number
     _, answer = _ask(home, model, "How many layers does the KV cache hold keys for?")
     assert model.taken == len(model.words)
-    assert answer.abstained and answer.grounded.reason == "answer_type"
+    assert answer.abstained and answer.grounded.reason is GroundingReason.ANSWER_TYPE
     assert answer.text == (
         "I couldn't find this in your documents. The passages found give no number for it."
     )
@@ -203,7 +204,7 @@ def test_the_answer_type_check_can_be_turned_off(tmp_path: Path, embedder: Embed
         _, answer = _ask(
             home, ScriptedModel(SUPPORTED), "How many layers does the KV cache hold keys for?"
         )
-        assert answer.grounded.reason != "answer_type"
+        assert answer.grounded.reason is not GroundingReason.ANSWER_TYPE
         assert not answer.abstained
 
 
@@ -236,3 +237,19 @@ def test_a_k_the_window_holds_is_used_as_asked(home: Home) -> None:
     answer = events[-1]
     assert isinstance(answer, Answer)
     assert (answer.k_requested, answer.k_used) == (3, 3)  # the store holds fewer; not a cut
+
+
+def test_the_json_holds_reasons_and_timings_as_before(home: Home) -> None:
+    """`--json` writes a reason as its plain string and only the timings that were measured,
+    numbers in the order they are taken (`gave_up` as 1.0)."""
+    _, early = _ask(home, ScriptedModel(SUPPORTED), "What does the KV cache of Mistral store?")
+    data = json.loads(json.dumps(early.as_dict()))
+    assert data["abstain_reason"] == "missing_terms" == early.grounded.reason
+    assert list(data["timings"]) == ["retrieval_ms", "total_s"]
+    _, stopped = _ask(home, ScriptedModel(DRIFT))
+    timings = json.loads(json.dumps(stopped.as_dict()))["timings"]
+    assert list(timings) == [
+        "retrieval_ms", "ttft_ms", "gave_up", "generation_s", "tokens", "tokens_per_s", "total_s"
+    ]  # fmt: skip
+    assert (timings["gave_up"], timings["tokens"]) == (1.0, 0.0)  # the scripted model counts none
+    assert all(isinstance(value, float) for value in timings.values())

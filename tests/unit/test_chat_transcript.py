@@ -29,6 +29,13 @@ def test_markdown_lists_each_answer_with_its_sources() -> None:
     assert "- [1] `a.md:7`, A > B\n- [2] `paper.pdf p.4`\n" in text
 
 
+def test_markdown_names_slides_chapters_and_paragraphs_as_answers_do() -> None:
+    slide = {"n": 1, "source": "/docs/deck.pptx", "page": 4, "heading": "Risks", "start_line": None}
+    paragraphs = {"n": 2, "source": "/docs/r.docx", "page": None, "start_line": 3, "end_line": 5}
+    text = transcript_markdown(session(turn("q", "a [1] [2]", [slide, paragraphs])))
+    assert "- [1] `/docs/deck.pptx slide 4`, Risks\n- [2] `/docs/r.docx paragraphs 3-5`\n" in text
+
+
 def test_markdown_marks_new_conversations_and_stopped_answers() -> None:
     text = transcript_markdown(session(turn("q1", "", []), turn("q2", "a2", [], conversation=2)))
     assert text.index("stopped before") < text.index("new conversation") < text.index("## 2. q2")

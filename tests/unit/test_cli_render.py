@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from assistant.answer.pipeline import Answer
-from assistant.cli.render import show_answer
+from assistant.cli.render import display_location, shorten, show_answer
 from assistant.grounding.checker import GroundedAnswer, SentenceCheck
 from assistant.index.passage import Passage
 
@@ -64,3 +65,24 @@ def test_without_streaming_a_terminal_gets_only_the_checked_answer() -> None:
     live = Console(file=streamed, width=120, force_terminal=True, color_system=None)
     show_answer(live, iter(["RAW MODEL TEXT ", answer(5, 5)]))
     assert "searching your documents" in streamed.getvalue()  # the default: the live view
+
+
+def test_a_location_shows_the_path_as_typed_with_its_lines_or_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = str(tmp_path / "notes" / "cache.md")
+
+    def at(start: int | None, end: int | None, page: int | None = None) -> Passage:
+        return Passage(1, "text", source, start, end, page, "", 1.0)
+
+    assert display_location(at(3, 9)) == "notes/cache.md:3-9"
+    assert display_location(at(3, 3)) == "notes/cache.md:3"
+    assert display_location(at(None, None, page=2)) == "notes/cache.md p.2"
+    assert display_location(at(None, None)) == "notes/cache.md"
+    assert at(3, 9).location == f"{source}:3-9"  # the library's own form keeps the full path
+
+
+def test_shorten_puts_text_on_one_line_and_cuts_at_a_word() -> None:
+    assert shorten("a  short\nline", 40) == "a short line"
+    assert shorten("the key and value cache", 12) == "the key and …"

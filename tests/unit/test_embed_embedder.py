@@ -4,13 +4,14 @@ import importlib.util
 import logging
 import sys
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
 
-from assistant.config import Config
+from assistant.config import Config, ExportedBackend
 from assistant.embed.embedder import Embedder, choose_backend, passage_text
-from assistant.embed.export import EXPORTED_BACKENDS, exported_model_dir
+from assistant.embed.export import exported_model_dir
 from assistant.errors import ModelError
 from assistant.models import resolve_embedder
 
@@ -74,7 +75,7 @@ def test_unknown_backend_is_refused() -> None:
         Embedder(Config().embedding_model, "cpu", backend="tensorflow")
 
 
-@pytest.mark.parametrize("backend", list(EXPORTED_BACKENDS))
+@pytest.mark.parametrize("backend", get_args(ExportedBackend))
 def test_missing_backend_package_falls_back_to_torch_with_one_warning(
     backend: str,
     embedder: Embedder,

@@ -1,5 +1,5 @@
-"""Tests for assistant.grounding.checker: sentences, content words, support scores, re-citing,
-abstaining.
+"""Tests for assistant.grounding.checker: support scores, re-citing, abstaining (sentences and
+content words are tested in test_text_sentences.py).
 
 The fast tests use a deterministic fake embedder (hashed bag of words), so cosine similarity is
 word overlap and every number can be reasoned about; one end-to-end test uses the bundled
@@ -16,13 +16,7 @@ import pytest
 from assistant.errors import ConfigError
 from assistant.grounding.checker import ABSTAIN_MESSAGE, Claim, RememberingEmbed, SupportChecker
 from assistant.index.passage import Passage
-from assistant.text.sentences import (
-    content_words,
-    is_claim,
-    key_terms,
-    question_terms,
-    split_sentences,
-)
+from assistant.text.sentences import question_terms, split_sentences
 from tests.fakes import fake_embed, passage
 
 KV_CACHE = (
@@ -47,111 +41,6 @@ def checker() -> SupportChecker:
         min_evidence_score=0.2,
         citation_margin=0.05,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Sentences and words
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "sentences"),
-    [
-        ("One fact. Another fact! A question?", ["One fact.", "Another fact!", "A question?"]),
-        ("Use caches, e.g. Redis. Then stop.", ["Use caches, e.g. Redis.", "Then stop."]),
-        ("It took 3.5 seconds. Done.", ["It took 3.5 seconds.", "Done."]),
-        (
-            "Dr. Smith met J. K. Rowling in the U.S. Army.",
-            ["Dr. Smith met J. K. Rowling in the U.S. Army."],
-        ),
-        ("Keys are cached.[1] Values too [2].", ["Keys are cached.[1]", "Values too [2]."]),
-        ("Keys are cached. [1][2] Values too.", ["Keys are cached. [1][2]", "Values too."]),
-        ("First line\nsecond line.", ["First line", "second line."]),
-        (
-            "Steps:\n- Split text.\n- Embed it.\n2. Store it.",
-            ["Steps:", "Split text.", "Embed it.", "Store it."],
-        ),
-        (
-            "in the 19th century.First for Women is a magazine.",
-            ["in the 19th century.", "First for Women is a magazine."],
-        ),
-        ("It is cheap. and fast.", ["It is cheap. and fast."]),
-        ("Wait... What?", ["Wait...", "What?"]),
-        ("", []),
-        # Prose hard-wrapped at a fixed width (reST, Markdown, plain text): one paragraph.
-        (
-            "This is the origin of many Python features, including the\n"
-            "   use of indentation for statement grouping. It came\n"
-            "from ABC.",
-            [
-                "This is the origin of many Python features, including the\n"
-                "   use of indentation for statement grouping.",
-                "It came\nfrom ABC.",
-            ],
-        ),
-        # A wrapped list item continues; a long line ending in a colon, a heading and a table
-        # row do not run on into the next line.
-        (
-            "- Split the passages into sentences that are long enough to wrap\n"
-            "  at the width of a terminal.\n"
-            "- Embed them.\n"
-            "The steps that the ingest command takes are these ones:\n"
-            "read the files\n"
-            "## A heading that is long enough to be taken for prose\n"
-            "Text.\n"
-            "| a column of a table that is wide enough to look wrapped |\n"
-            "| b |",
-            [
-                "Split the passages into sentences that are long enough to wrap\n"
-                "  at the width of a terminal.",
-                "Embed them.",
-                "The steps that the ingest command takes are these ones:",
-                "read the files",
-                "A heading that is long enough to be taken for prose",
-                "Text.",
-                "| a column of a table that is wide enough to look wrapped |",
-                "| b |",
-            ],
-        ),
-    ],
-)
-def test_split_sentences(text: str, sentences: list[str]) -> None:
-    assert split_sentences(text) == sentences
-
-
-def test_content_words_normalise() -> None:
-    assert content_words("The caches cached it while caching.") == ["cach", "cach", "cach"]
-    assert content_words("It took 3.5 s for 1,000 tokens in 1973.") == [
-        "took",
-        "3.5",
-        "1000",
-        "token",
-        "1973",
-    ]
-    assert "not" in content_words("The cache isn't shared.")
-    assert content_words("the of and to is") == []
-
-
-def test_key_terms_are_names_and_numbers() -> None:
-    assert key_terms("Mary Shelley wrote it in 1818 [2].") == {"mary", "shelley", "1818"}
-    assert key_terms("However, the KV cache grows.") == {"kv"}
-    assert key_terms("it was written in a book.") == frozenset()
-
-
-@pytest.mark.parametrize(
-    ("text", "claim"),
-    [
-        ("Sure.", False),
-        ("Yes!", False),
-        ("Here is what I found based on the provided passages:", False),
-        ("I could not find this in your documents.", False),
-        ("[1]", False),
-        ("Paris is the capital.", True),
-        ("Delhi", True),
-    ],
-)
-def test_is_claim(text: str, claim: bool) -> None:
-    assert is_claim(text) is claim
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
-"""The home folder through the CLI: a read-only home can be read, a file is not a home."""
+"""The home folder: `replace`, `forget` and `touch` keep the database and the vector index in
+step (and survive a crash between them); through the CLI, a read-only home can be read and a file
+is not a home."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -10,10 +13,17 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from assistant.cli.app import app
+from assistant.config import Config
+from assistant.errors import IndexStateError
+from assistant.index.home import EMBEDDING_DIMENSION_KEY, EMBEDDING_MODEL_KEY, Home
+from assistant.index.store import NewChunk, NewDocument, Store
+from assistant.index.vectors import VectorIndex
+from tests.fakes import DIMENSIONS, fake_embed
 
 
 @pytest.fixture
@@ -105,3 +115,141 @@ def test_a_home_that_is_a_file_is_one_clear_error(tmp_path: Path, docs: Path) ->
         result = runner.invoke(app, [*command, "--home", str(file)], env={"COLUMNS": "200"})
         assert result.exit_code == 1, (command, result.output)
         assert "is a file, not a folder" in result.output and "Traceback" not in result.output
+
+
+# --- replace, forget and touch: the database and the vector index together --------------------
+
+
+@pytest.fixture
+def small_home(config: Config, store_url: str) -> Iterator[Home]:
+    """A home recorded as built by a 512-dimensional model, fed vectors from the bag-of-words
+    fake: no model is loaded. Once over SQLite + FAISS, once over PostgreSQL + pgvector."""
+    yield from _small_home(dataclasses.replace(config, database_url=store_url))
+
+
+@pytest.fixture
+def faiss_home(config: Config) -> Iterator[Home]:
+    """`small_home` over SQLite, for what only a FAISS file can show (a save it has not made)."""
+    yield from _small_home(config)
+
+
+def _small_home(config: Config) -> Iterator[Home]:
+    store = Store(config.database)
+    store.set_setting(EMBEDDING_MODEL_KEY, config.embedding_model)
+    store.set_setting(EMBEDDING_DIMENSION_KEY, str(DIMENSIONS))
+    store.close()
+    assistant_home = Home(config)
+    yield assistant_home
+    assistant_home.close()
+
+
+def document(path: str, texts: list[str], key: str | None = None) -> NewDocument:
+    vectors = fake_embed(texts).astype(np.float32)
+    chunks = [
+        NewChunk(number, text, number + 1, number + 1, None, "", len(text.split()), vector)
+        for number, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+    ]
+    digest = str(hash(tuple(texts)))
+    return NewDocument(key or path, path, "text", None, digest, digest, 1, 1.0, chunks)
+
+
+def search(assistant_home: Home, query: str, k: int = 5) -> list[str]:
+    """The texts of the `k` chunks nearest to `query` in the vector index, best first."""
+    hits = assistant_home.index.search(fake_embed([query])[0], k)
+    rows = assistant_home.store.chunks_by_id([chunk_id for chunk_id, _ in hits])
+    return [rows[chunk_id].text for chunk_id, _ in hits]
+
+
+def in_step(assistant_home: Home) -> bool:
+    ids = assistant_home.index.ids()
+    return len(set(ids.tolist())) == len(ids) and sorted(ids.tolist()) == sorted(
+        assistant_home.store.chunk_ids().tolist()
+    )
+
+
+def test_replace_writes_rows_and_vectors_together(small_home: Home) -> None:
+    removed, added = small_home.replace(
+        "/d/cache.md", [document("/d/cache.md", ["the cache stores keys", "values too"])]
+    )
+    small_home.replace("/d/rope.md", [document("/d/rope.md", ["rotary embeddings rotate"])])
+    assert removed == [] and len(added) == 2
+    assert small_home.store.counts()["chunks"] == len(small_home.index) == 3 and in_step(small_home)
+    assert search(small_home, "what does the cache store", 1) == ["the cache stores keys"]
+
+    removed, added_again = small_home.replace(
+        "/d/cache.md", [document("/d/cache.md", ["the cache holds pages"])]
+    )
+    assert sorted(removed) == sorted(added) and not set(added_again) & set(added)
+    assert small_home.store.counts()["chunks"] == len(small_home.index) == 2 and in_step(small_home)
+    assert search(small_home, "cache", 2)[0] == "the cache holds pages"
+    assert "the cache stores keys" not in search(small_home, "cache stores keys values")
+
+
+def test_replace_keeps_the_rows_named_and_drops_the_others(small_home: Home) -> None:
+    rows = [
+        document("/c.jsonl", [f"row {n} about topic{n}"], key=f"/c.jsonl#{n}") for n in range(3)
+    ]
+    _, first = small_home.replace("/c.jsonl", rows)
+    changed = document("/c.jsonl", ["row one rewritten"], key="/c.jsonl#1")
+    removed, added = small_home.replace("/c.jsonl", [changed], keep_keys=["/c.jsonl#0"])
+    assert sorted(removed) == sorted([first[1], first[2]]) and len(added) == 1
+    assert sorted(row.key for row in small_home.store.documents()) == ["/c.jsonl#0", "/c.jsonl#1"]
+    assert in_step(small_home) and search(small_home, "topic2", 1) != ["row 2 about topic2"]
+
+
+def test_forget_removes_rows_and_vectors_of_those_files_only(small_home: Home) -> None:
+    _, cache = small_home.replace("/d/cache.md", [document("/d/cache.md", ["the cache stores"])])
+    small_home.replace("/d/rope.md", [document("/d/rope.md", ["rotary embeddings rotate"])])
+    assert small_home.forget([]) == []
+    assert small_home.forget(["/d/cache.md", "/d/never-ingested.md"]) == cache
+    assert small_home.store.counts() == {"files": 1, "documents": 1, "chunks": 1}
+    assert len(small_home.index) == 1 and in_step(small_home)
+    assert search(small_home, "the cache stores") == ["rotary embeddings rotate"]
+    assert small_home.store.lexical_search("cache", 5) == []
+
+
+def test_touch_changes_the_rows_stat_and_no_vector(small_home: Home) -> None:
+    small_home.replace("/d/a.md", [document("/d/a.md", ["alpha"])])
+    small_home.save_index()
+    before = small_home.index.ids().tolist()
+    small_home.touch("/d/a.md", 42, 7.5, "new-hash")
+    (row,) = small_home.store.documents()
+    assert (row.size, row.mtime, row.file_hash) == (42, 7.5, "new-hash")
+    assert small_home.index.ids().tolist() == before and not small_home.index.dirty
+
+
+def test_a_wrong_vector_is_refused_before_anything_is_written(small_home: Home) -> None:
+    small_home.replace("/d/a.md", [document("/d/a.md", ["alpha"])])
+    good = document("/d/a.md", ["beta"])
+    short = dataclasses.replace(good.chunks[0], embedding=np.zeros(3, dtype=np.float32))
+    with pytest.raises(IndexStateError, match="shape"):
+        small_home.replace("/d/a.md", [dataclasses.replace(good, chunks=[short])])
+    assert search(small_home, "alpha beta") == ["alpha"] and in_step(small_home)
+
+
+def test_a_crash_before_the_index_save_is_made_good_by_the_next_open(faiss_home: Home) -> None:
+    faiss_home.replace("/d/a.md", [document("/d/a.md", ["alpha", "beta"])])
+    faiss_home.save_index()
+    faiss_home.replace("/d/b.md", [document("/d/b.md", ["gamma"])])
+    faiss_home.forget(["/d/a.md"])
+    # Killed here: both changes are committed, the index file still holds "alpha" and "beta".
+    on_disk = VectorIndex.open(faiss_home.config.index_path, DIMENSIONS)
+    assert len(on_disk) == 2
+
+    reopened = Home(faiss_home.config)
+    assert in_step(reopened) and search(reopened, "gamma", 1) == ["gamma"]
+    # The index is opened (and reconciled) before `replace` commits, so nothing is added twice.
+    later = Home(faiss_home.config)
+    later.replace("/d/c.md", [document("/d/c.md", ["delta"])])
+    assert len(later.index) == later.store.counts()["chunks"] == 2 and in_step(later)
+    later.close()
+    reopened.close()
+
+
+def test_drop_index_deletes_it_and_the_next_use_rebuilds_it(faiss_home: Home) -> None:
+    faiss_home.replace("/d/a.md", [document("/d/a.md", ["alpha", "beta"])])
+    faiss_home.save_index()
+    faiss_home.drop_index()
+    assert not faiss_home.config.index_path.exists()
+    assert len(faiss_home.index) == 2 and in_step(faiss_home)
+    assert faiss_home.rebuild_index() == 2 and faiss_home.config.index_path.exists()

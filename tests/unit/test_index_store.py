@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from assistant.index.schema import MIGRATIONS
@@ -27,16 +25,16 @@ def _document(
     return NewDocument(key, path or key, "markdown", "Title", digest, digest, 10, 1.0, chunks)
 
 
-def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+def test_migrations_are_recorded_and_run_once(store_url: str) -> None:
+    store = Store(store_url)
     assert store.applied_migrations() == sorted(name for name, _ in MIGRATIONS)
     store.close()
-    again = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    again = Store(store_url)
     assert again.migrate() == []
 
 
-def test_replace_file_never_reuses_chunk_ids(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+def test_replace_file_never_reuses_chunk_ids(store_url: str) -> None:
+    store = Store(store_url)
     removed, first = store.replace_file("/d/a.md", [_document("/d/a.md", ["one", "two"])])
     assert removed == [] and len(first) == 2
     removed, second = store.replace_file("/d/a.md", [_document("/d/a.md", ["three"], digest="x")])
@@ -47,8 +45,8 @@ def test_replace_file_never_reuses_chunk_ids(tmp_path: Path) -> None:
     assert ids.tolist() == second and vectors.shape == (1, 4)
 
 
-def test_replace_file_keeps_unchanged_rows_of_a_corpus(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+def test_replace_file_keeps_unchanged_rows_of_a_corpus(store_url: str) -> None:
+    store = Store(store_url)
     rows = [
         _document("/c.jsonl#1", ["alpha"], "/c.jsonl"),
         _document("/c.jsonl#2", ["beta"], "/c.jsonl"),
@@ -60,8 +58,8 @@ def test_replace_file_keeps_unchanged_rows_of_a_corpus(tmp_path: Path) -> None:
     assert sorted(row.key for row in store.documents()) == ["/c.jsonl#1", "/c.jsonl#2"]
 
 
-def test_forget_and_prefix_listing(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+def test_forget_and_prefix_listing(store_url: str) -> None:
+    store = Store(store_url)
     store.replace_file("/d/a.md", [_document("/d/a.md", ["x"])])
     store.replace_file("/d2/b.md", [_document("/d2/b.md", ["y"])])
     assert [row.key for row in store.documents("/d")] == ["/d/a.md"]
@@ -70,8 +68,18 @@ def test_forget_and_prefix_listing(tmp_path: Path) -> None:
     assert store.lexical_search("x", 5) == []
 
 
-def test_lexical_search_ranks_matching_chunks(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+def test_a_folder_prefix_is_case_sensitive(store_url: str) -> None:
+    # SQLite's LIKE ignores ASCII case: ingesting or forgetting /x/Docs must not take /x/docs.
+    store = Store(store_url)
+    store.replace_file("/x/docs/a.md", [_document("/x/docs/a.md", ["x"])])
+    store.replace_file("/x/Docs/b.md", [_document("/x/Docs/b.md", ["y"])])
+    assert [row.key for row in store.documents("/x/Docs")] == ["/x/Docs/b.md"]
+    assert [row.key for row in store.documents("/x/docs/")] == ["/x/docs/a.md"]
+    assert [row.key for row in store.documents("/x/DOCS")] == []
+
+
+def test_lexical_search_ranks_matching_chunks(store_url: str) -> None:
+    store = Store(store_url)
     _, ids = store.replace_file(
         "/d/a.md",
         [_document("/d/a.md", ["the cache stores keys and values", "tokenizers split words"])],

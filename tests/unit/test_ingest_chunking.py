@@ -17,12 +17,7 @@ from pathlib import Path
 import pytest
 
 from assistant.ingest.blocks import Block
-from assistant.ingest.chunking import (
-    Chunk,
-    TokenCounter,
-    chunk_document,
-    split_sentences_with_offsets,
-)
+from assistant.ingest.chunking import Chunk, TokenCounter, chunk_document
 from assistant.ingest.readers import Document, read_documents
 
 REPO = Path(__file__).resolve().parents[2]
@@ -297,38 +292,6 @@ def test_jsonl_chunks_stay_on_their_row() -> None:
     chunks = chunk_document(document, words, target=2, overlap=0, limit=2)
     assert len(chunks) == 3
     assert all((c.start_line, c.end_line, c.headings) == (2, 2, ("T",)) for c in chunks)
-
-
-# ------------------------------------------------------------------------------------------
-# Sentences
-# ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("One. Two! Three? Four", ["One.", "Two!", "Three?", "Four"]),
-        ('He said "Stop." Then left.', ['He said "Stop."', "Then left."]),
-        ("(A note.) (Another.)", ["(A note.)", "(Another.)"]),
-        ("Use e.g. this one. Pi is 3.14 exactly.", ["Use e.g. this one.", "Pi is 3.14 exactly."]),
-        ("Version 2. 3 apples.", ["Version 2.", "3 apples."]),
-        ("First part\n\nsecond part", ["First part", "second part"]),
-        ("  Padded.   Spaces.  ", ["Padded.", "Spaces."]),
-        ("Ends with space. ", ["Ends with space."]),
-        ("\u00c9t\u00e9. \u00c9cole.", ["\u00c9t\u00e9.", "\u00c9cole."]),
-        ("", []),
-        ("   ", []),
-    ],
-)
-def test_split_sentences(text: str, expected: list[str]) -> None:
-    spans = split_sentences_with_offsets(text)
-    assert [text[start:end] for start, end in spans] == expected
-    # nothing but whitespace is lost between the spans
-    position = 0
-    for start, end in spans:
-        assert not text[position:start].strip()
-        position = end
-    assert not text[position:].strip()
 
 
 # ------------------------------------------------------------------------------------------

@@ -11,8 +11,19 @@ import pytest
 import assistant.ingest.pipeline as ingest_module
 from assistant.errors import BusyError, InputError
 from assistant.index.home import Home
+from assistant.index.store import DocumentRow
 from assistant.index.vectors import VectorIndex
-from assistant.ingest.pipeline import IngestProgress, IngestSummary, discover, ingest
+from assistant.ingest.pipeline import (
+    Change,
+    IngestProgress,
+    IngestSummary,
+    Skip,
+    Unchanged,
+    discover,
+    ingest,
+    plan_file,
+    plan_removals,
+)
 from tests.conftest import REPOSITORY
 
 
@@ -33,7 +44,7 @@ def folder(tmp_path: Path) -> Path:
     (docs / "picture.png").write_bytes(b"\x89PNG\r\n")
     (docs / ".secret.md").write_text("# hidden\n")
     (docs / "binary.txt").write_bytes(b"abc\x00def")
-    (docs / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (docs / "garbled.txt").write_bytes(b"x\n" + bytes(range(0x80, 0x100)) + bytes(range(1, 9)) * 20)
     (docs / "empty.md").write_text("")
     return docs
 
@@ -45,7 +56,7 @@ def test_first_ingest_reports_every_file(home: Home, folder: Path) -> None:
     assert reasons["picture.png"] == "unsupported type (.png)"
     assert reasons[".secret.md"] == "hidden file"
     assert reasons["binary.txt"].startswith("binary file")
-    assert "UTF-8" in reasons["latin1.txt"]
+    assert "UTF-8" in reasons["garbled.txt"]
     assert reasons["empty.md"].startswith("empty")
     assert summary.chunks_added == home.store.counts()["chunks"] == len(home.index)
     rows = home.store.documents()
@@ -182,6 +193,146 @@ def test_a_file_interrupted_between_its_parts_is_finished_by_the_next_run(
     assert set(resumed.index.ids().tolist()) == set(resumed.store.chunk_ids().tolist())
     assert len(_run(resumed, corpus).unchanged) == 1
     resumed.close()
+
+
+# --- the decision step: what each file is, decided without writing anything ------------------
+
+LIMIT = 1_000_000
+
+
+def _stored(plan: Change) -> list[DocumentRow]:
+    """The rows an ingest applying `plan` leaves in the store."""
+    return [
+        DocumentRow(
+            id=number,
+            key=document.key,
+            path=plan.path,
+            format=document.format,
+            title=document.title,
+            content_hash=document.content_hash or plan.file_hash,
+            file_hash=plan.file_hash,
+            size=plan.size,
+            mtime=plan.mtime,
+            chunk_count=1,
+            ingested_at=0.0,
+        )
+        for number, document in enumerate(plan.documents, start=1)
+    ]
+
+
+def _first(path: Path) -> list[DocumentRow]:
+    plan = plan_file(path, [], LIMIT)
+    assert isinstance(plan, Change)
+    return _stored(plan)
+
+
+def _jsonl(path: Path, texts: list[str]) -> None:
+    lines = [json.dumps({"_id": str(n), "title": "", "text": t}) for n, t in enumerate(texts)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_new_file_is_a_change_with_all_its_documents(tmp_path: Path) -> None:
+    note = tmp_path / "note.md"
+    note.write_text("# Note\n\nSome text.\n")
+    plan = plan_file(note, [], LIMIT)
+    assert isinstance(plan, Change) and plan.is_new
+    assert [d.key for d in plan.documents] == list(plan.keys) == [str(note)]
+    assert (plan.size, plan.mtime) == (note.stat().st_size, note.stat().st_mtime)
+
+
+def test_the_same_stat_is_unchanged_without_reading_the_file(tmp_path: Path) -> None:
+    note = tmp_path / "note.md"
+    note.write_text("# Note\n\nSome text.\n")
+    stored = _first(note)
+    status = note.stat()
+    note.write_text("# Note\n\nSome TEXT.\n")  # same size, and the same mtime put back:
+    os.utime(note, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert plan_file(note, stored, LIMIT) == Unchanged(str(note))  # the bytes were not read
+
+
+def test_a_touched_file_with_the_same_bytes_is_unchanged_with_its_new_stat(tmp_path: Path) -> None:
+    note = tmp_path / "note.md"
+    note.write_text("# Note\n\nSome text.\n")
+    stored = _first(note)
+    os.utime(note, (1, 1))
+    assert plan_file(note, stored, LIMIT) == Unchanged(str(note), touch=(note.stat().st_size, 1.0))
+
+
+def test_a_changed_file_is_a_change_of_an_old_file(tmp_path: Path) -> None:
+    note = tmp_path / "note.md"
+    note.write_text("# Note\n\nSome text.\n")
+    stored = _first(note)
+    note.write_text("# Note\n\nOther text, longer.\n")
+    plan = plan_file(note, stored, LIMIT)
+    assert isinstance(plan, Change) and not plan.is_new
+    assert "Other text" in plan.documents[0].text
+
+
+def test_a_corpus_reembeds_only_its_changed_rows_and_a_dropped_row_embeds_nothing(
+    tmp_path: Path,
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    _jsonl(corpus, ["first row", "second row", "third row"])
+    stored = _first(corpus)
+    _jsonl(corpus, ["first row", "second row, rewritten", "third row"])
+    plan = plan_file(corpus, stored, LIMIT)
+    assert isinstance(plan, Change)
+    assert [d.key for d in plan.documents] == [f"{corpus}#1"]
+    assert plan.keys == (f"{corpus}#0", f"{corpus}#1", f"{corpus}#2")
+
+    _jsonl(corpus, ["first row", "second row"])  # a row gone, the others as they were
+    plan = plan_file(corpus, stored, LIMIT)
+    assert isinstance(plan, Change) and plan.documents == ()
+    assert plan.keys == (f"{corpus}#0", f"{corpus}#1")
+
+
+def test_skips_say_why_and_only_an_unreadable_ingested_file_is_forgotten(tmp_path: Path) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("Readable text.\n")
+    stored = _first(note)
+    note.write_bytes(b"abc\x00def")
+    plan = plan_file(note, stored, LIMIT)
+    assert isinstance(plan, Skip) and plan.reason.startswith("binary file") and plan.forget_stored
+    assert plan_file(note, [], LIMIT) == Skip(str(note), plan.reason, forget_stored=False)
+
+    note.write_text("Readable text again, and longer than ten bytes.\n")
+    assert plan_file(note, stored, 10) == Skip(str(note), "larger than 0 MB")  # kept, not forgotten
+    note.unlink()
+    assert plan_file(note, stored, LIMIT) == Skip(
+        str(note), "cannot read (No such file or directory)"
+    )
+    folder = tmp_path / "now-a-folder"
+    folder.mkdir()
+    assert plan_file(folder, [], LIMIT) == Skip(
+        str(folder), "cannot read (no longer a regular file)"
+    )
+
+
+def test_deciding_writes_nothing(home: Home, folder: Path) -> None:
+    _run(home, folder)
+    (folder / "a.md").write_text("# Alpha\n\nRewritten.\n")
+    before = (home.store.documents(), home.store.chunk_ids().tolist())
+    for path in discover([folder])[0]:
+        plan_file(path, home.store.documents(str(path)), LIMIT)
+    assert (home.store.documents(), home.store.chunk_ids().tolist()) == before
+
+
+def test_removals_are_the_stored_files_neither_ingested_nor_kept() -> None:
+    under = [["/d/b.md", "/d/a.md", "/d/sub/c.md", "/d/locked/e.md"], ["/e/x.md"]]
+    ingested = {"/d/a.md"}
+    kept = {"/d/locked"}  # a folder that could not be listed
+    assert plan_removals(under, ingested, kept) == ["/d/b.md", "/d/sub/c.md", "/e/x.md"]
+    assert plan_removals([], ingested, kept) == []
+
+
+def test_a_file_that_becomes_unreadable_leaves_store_and_index(home: Home, folder: Path) -> None:
+    _run(home, folder)
+    (folder / "a.md").write_bytes(b"# Alpha\x00 binary now")
+    summary = _run(home, folder)
+    assert [Path(p).name for p in summary.removed] == ["a.md"] and summary.chunks_removed > 0
+    assert str(folder / "a.md") in {item.path for item in summary.skipped}
+    assert str(folder / "a.md") not in {row.path for row in home.store.documents()}
+    assert set(home.index.ids().tolist()) == set(home.store.chunk_ids().tolist())
 
 
 def _load_script(name: str) -> ModuleType:

@@ -124,9 +124,55 @@ def test_decode_text_refuses_binary() -> None:
         decode_text(b"x" * 20_000 + b"\x00")  # a NUL late in the file counts too
 
 
-def test_decode_text_names_the_bad_byte_and_line() -> None:
-    with pytest.raises(UnreadableFile, match=r"not UTF-8.*0xE9 on line 2"):
-        decode_text("first line\ncaf\u00e9".encode("latin-1"))
+def test_decode_text_reads_utf32_with_bom() -> None:
+    assert decode_text("h\u00e9llo\nworld".encode("utf-32")) == "h\u00e9llo\nworld"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("first line\ncaf\u00e9", "latin-1"),
+        ("Le caf\u00e9 est tr\u00e8s bon \u00e0 Paris, o\u00f9 l'\u00e9t\u00e9 dure.", "latin-1"),
+        ("Gr\u00fc\u00dfe aus M\u00fcnchen, sch\u00f6ne Stra\u00dfe \u20ac5", "cp1252"),
+        ("It\u2019s \u201cquoted\u201d \u2014 A\u00e7\u00e3o, cora\u00e7\u00e3o, "
+         "n\u00e3o?", "cp1252"),
+        ("col\u00b7lecci\u00f3, \u00bfQu\u00e9 tal? 1\u00bd cups at 20\u00b0C", "latin-1"),
+        ("\u041f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440, \u044d\u0442\u043e "
+         "\u0442\u0435\u0441\u0442 \u043a\u043e\u0434\u0438\u0440\u043e\u0432\u043a\u0438",
+         "cp1251"),
+        ("P\u0159\u00edli\u0161 \u017elu\u0165ou\u010dk\u00fd k\u016f\u0148 "
+         "\u00fap\u011bl \u010f\u00e1belsk\u00e9 \u00f3dy.", "cp1250"),
+        ("\u3053\u3093\u306b\u3061\u306f\u4e16\u754c\u3001\u3053\u308c\u306f"
+         "\u30c6\u30b9\u30c8\u3067\u3059\u3002", "shift_jis"),
+        ("Hello world,\r\nsaid the caf\u00e9.", "utf-16-le"),  # no byte-order mark
+        ("Hello world,\nsaid the caf\u00e9.", "utf-16-be"),
+        ("Hi", "utf-16-le"),
+    ],
+)  # fmt: skip
+def test_decode_text_reads_other_encodings(text: str, encoding: str) -> None:
+    assert decode_text(text.encode(encoding)) == text.replace("\r\n", "\n")
+
+
+def test_decode_text_names_the_bad_byte_when_no_encoding_fits() -> None:
+    data = b"first line\n" + bytes(range(0x80, 0x100)) + bytes(range(1, 9)) * 20
+    with pytest.raises(UnreadableFile, match=r"unknown encoding.*0x80 on line 2.*convert it"):
+        decode_text(data)
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "notes.md", "notes.rst", "notes.py", "page.html"])
+def test_every_text_format_reads_latin1_and_utf16(name: str) -> None:
+    body = "Caf\u00e9 cr\u00e8me, na\u00efve fa\u00e7ade."
+    content = {
+        "notes.md": f"# R\u00e9sum\u00e9\n\n{body}\n",
+        "notes.rst": f"R\u00e9sum\u00e9\n======\n\n{body}\n",
+        "notes.py": f"# {body}\nprint('\u00e9')\n",
+        "page.html": f"<h1>R\u00e9sum\u00e9</h1><p>{body}</p>",
+    }.get(name, f"{body}\n")
+    for encoding in ("latin-1", "utf-16-le", "utf-16"):
+        document = read_one(name, content.encode(encoding))
+        assert body in document.text, encoding
+        if name != "notes.txt" and name != "notes.py":
+            assert document.blocks[0].headings == ("R\u00e9sum\u00e9",)
 
 
 def test_unreadable_file_is_a_user_error() -> None:
@@ -140,10 +186,11 @@ def test_unreadable_file_is_a_user_error() -> None:
         ("blank.txt", b"  \n\n\t\n", "empty file"),
         ("bom.md", codecs.BOM_UTF8, "empty file"),
         ("blank.pdf", b"", "empty file"),
-        ("image.png", b"\x89PNG", "unsupported format"),
+        ("image.png", b"\x89PNG", r"^unsupported type \(\.png\)$"),
+        ("old.doc", b"\xd0\xcf", r"^unsupported type \(\.doc\): save it as \.docx$"),
+        ("deck.PPT", b"\xd0\xcf", r"save it as \.pptx$"),
         ("Makefile", b"all:", "no extension"),
         ("data.txt", b"abc\x00\x01\x02", "binary"),
-        ("latin.md", "# Caf\u00e9".encode("latin-1"), "not UTF-8"),
         ("only-heading.md", b"# Title\n", "no text found"),
     ],
 )
@@ -616,7 +663,9 @@ def test_pdf_without_text() -> None:
     writer.add_blank_page(width=200, height=200)
     buffer = io.BytesIO()
     writer.write(buffer)
-    with pytest.raises(UnreadableFile, match="no extractable text"):
+    with pytest.raises(
+        UnreadableFile, match=r"^scanned PDF: no text layer \(OCR is not enabled\)$"
+    ):
         read("scan.pdf", buffer.getvalue())
 
 

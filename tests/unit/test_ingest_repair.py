@@ -1,4 +1,5 @@
-"""A damaged database, through the CLI: one clear error, `info` says so, `repair` rebuilds it."""
+"""A damaged database, through the CLI: one clear error, `info` says so, `repair` rebuilds it;
+and the rebuilt home's vector index is built from the new database, not left from the old one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from typer.testing import CliRunner
 from assistant.chat.sessions import Sessions
 from assistant.cli.app import app
 from assistant.config import Config
+from assistant.embed.embedder import Embedder
+from assistant.index.home import Home
 from assistant.index.store import Store
+from assistant.ingest.pipeline import ingest
+from assistant.ingest.repair import RepairReport, repair
 
 DAMAGED = "is damaged"
 
@@ -124,3 +129,25 @@ def test_repair_leaves_a_healthy_database_alone(run, docs: Path, tmp_path: Path)
 
     result = run("info", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["database_check"] == "ok"
+
+
+def test_the_rebuilt_index_holds_the_new_databases_vectors(
+    config: Config, embedder: Embedder, docs: Path
+) -> None:
+    first = Home(config, embedder)
+    list(ingest(first, [docs]))
+    first.close()
+    (docs / "bpe.txt").unlink()  # the new database numbers its chunks differently: the old
+    # index's ids would name other chunks in it
+
+    rebuilding = Home(config, embedder)
+    with rebuilding.writing():
+        report = list(repair(rebuilding, force=True))[-1]
+    assert isinstance(report, RepairReport) and report.moved_to is not None
+
+    repaired = Home(config, embedder)
+    ids, stored = repaired.store.embeddings(repaired.store.chunk_ids().tolist())
+    assert sorted(repaired.index.ids().tolist()) == sorted(ids.tolist())
+    indexed = [repaired.index.index.reconstruct(int(chunk_id)) for chunk_id in ids]
+    assert all((vector == row).all() for vector, row in zip(indexed, stored, strict=True))
+    repaired.close()

@@ -27,8 +27,9 @@ ALLOWED = {
     "answer": {"grounding", "llm", "ingest", "index", "embed", "text"},
     "chat": {"answer", "grounding", "llm", "ingest", "index", "embed", "text"},
     "evals": {"chat", "answer", "grounding", "llm", "ingest", "index", "embed", "text"},
-    "cli": {"evals", "chat", "answer", "grounding", "llm", "ingest", "index", "embed", "text"},
+    "server": {"evals", "chat", "answer", "grounding", "llm", "ingest", "index", "embed", "text"},
 }
+ALLOWED["cli"] = {"server", *ALLOWED["server"]}  # the command line starts the server too
 
 
 def module_name(path: Path) -> str:

@@ -1,0 +1,292 @@
+"""The commands over what is ingested: `ingest`, `search`, `docs`, `forget`, `reindex`, `repair`.
+
+Also the hints for an empty home (`nothing_ingested`, the bundled sample corpus) and the ingest
+summary, which `ask` and `chat` use as well.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from assistant.cli import command
+from assistant.cli.command import DebugOption, HomeOption, JsonOption, handle_errors, load_config
+from assistant.cli.render import display_location, display_path, shorten
+from assistant.config import Config
+from assistant.errors import AssistantError, InputError
+from assistant.index.home import Home
+from assistant.ingest.pipeline import IngestProgress, IngestSummary, ingest
+
+SEARCH_PREVIEW = 400  # characters of each passage `search` shows
+
+
+@handle_errors
+def ingest_command(
+    paths: Annotated[list[Path], typer.Argument(help="Folders and files to ingest.")],
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Read, chunk and index documents; re-running only processes what changed."""
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    with assistant_home.writing():
+        summary: IngestSummary | None = None
+        show_bar = not as_json and command.console.is_terminal
+        progress = Progress(
+            TextColumn("[bold]Ingesting[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files"),
+            TextColumn("{task.fields[chunks]} chunks"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[current]}"),
+            console=command.console,
+            disable=not show_bar,
+            transient=False,
+        )
+        with progress:
+            task = progress.add_task("ingest", total=None, chunks=0, rate="", current="")
+            started = time.perf_counter()
+            try:
+                for event in ingest(assistant_home, paths):
+                    if isinstance(event, IngestProgress):
+                        elapsed = max(time.perf_counter() - started, 1e-6)
+                        rate = f"{event.chunks_done / elapsed:.1f} chunks/s"
+                        progress.update(
+                            task,
+                            total=event.files_total,
+                            completed=event.files_done,
+                            chunks=event.chunks_done,
+                            rate=rate,
+                            current=display_path(event.path)[-40:] if event.path else "",
+                        )
+                    else:
+                        summary = event
+                        progress.update(task, completed=progress.tasks[0].total, current="")
+            finally:
+                assistant_home.close()
+    if summary is None:  # pragma: no cover - ingest always ends with a summary
+        return
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return
+    print_ingest_summary(summary)
+
+
+def print_ingest_summary(summary: IngestSummary) -> None:
+    command.console.print(
+        f"[green]added {len(summary.added)}[/]  updated {len(summary.updated)}  "
+        f"unchanged {len(summary.unchanged)}  removed {len(summary.removed)}  "
+        f"[yellow]skipped {len(summary.skipped)}[/]   "
+        f"({summary.chunks_added} chunks in {summary.seconds:.1f} s"
+        + (f", {summary.chunks_per_second:.1f} chunks/s" if summary.chunks_added else "")
+        + ")"
+    )
+    if summary.skipped:
+        reasons = summary.skip_reasons()
+        for reason, count in reasons.most_common():
+            examples = [s.path for s in summary.skipped if s.reason == reason][:3]
+            shown = ", ".join(display_path(p) for p in examples)
+            more = f" and {count - len(examples)} more" if count > len(examples) else ""
+            command.console.print(
+                f"  [yellow]skipped[/] {count} × {escape(reason)}: {escape(shown)}{more}"
+            )
+        command.console.print("  [dim](--json lists every skipped file)[/]")
+
+
+@handle_errors
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="How many passages.")] = 5,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="dense, lexical or hybrid (default from config).")
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show the passages that best match a query, with where they come from."""
+    if not query.strip():
+        raise typer.BadParameter("the query is empty")
+    config = load_config(home, debug=debug, retrieval_mode=mode)
+    assistant_home = Home(config)
+    if assistant_home.is_empty():
+        nothing_ingested(config, as_json)
+    result = assistant_home.retriever().search(query, k)
+    if as_json:
+        print(json.dumps([p.as_dict() | {"source": p.source} for p in result.passages], indent=2))
+        return
+    for passage in result.passages:
+        command.console.print(
+            f"[bold cyan][{passage.rank}][/] [bold]{escape(display_location(passage))}[/]"
+            f"  [dim]{escape(passage.heading)}  score {passage.score:.3f}[/]"
+        )
+        command.console.print(escape(shorten(passage.text, SEARCH_PREVIEW)), highlight=False)
+        command.console.print()
+    command.console.print(f"[dim]{result.mode} search, {result.milliseconds:.0f} ms[/]")
+
+
+def sample_corpus() -> Path | None:
+    """The bundled sample corpus, when running from a clone of the repository."""
+    folder = Path(__file__).resolve().parents[2] / "corpora" / "sample"
+    return folder if folder.is_dir() else None
+
+
+def nothing_ingested(config: Config, as_json: bool) -> NoReturn:
+    """Stop a command that needs documents: the hint on a terminal, one JSON error under --json."""
+    if as_json:
+        raise InputError(f"nothing is ingested in {config.home} yet; run `assistant ingest` first")
+    _empty_home_hint(config)
+    raise typer.Exit(1)
+
+
+def _empty_home_hint(config: Config) -> None:
+    sample = sample_corpus()
+    example = (
+        f"the bundled sample corpus:\n  assistant ingest {display_path(str(sample))}"
+        if sample is not None
+        else "\n  assistant ingest ~/Documents/notes"
+    )
+    command.errors.print(
+        f"[yellow]Nothing is ingested in {config.home} yet.[/] Ingest a folder first, for example "
+        + example
+    )
+
+
+@handle_errors
+def docs_command(
+    home: HomeOption = None, as_json: JsonOption = False, debug: DebugOption = False
+) -> None:
+    """List the ingested documents."""
+    config = load_config(home, debug=debug)
+    rows = Home(config).store.documents()
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "source": row.key,
+                        "path": row.path,
+                        "format": row.format,
+                        "title": row.title,
+                        "chunks": row.chunk_count,
+                        "size": row.size,
+                        "content_hash": row.content_hash,
+                    }
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not rows:
+        _empty_home_hint(config)
+        return
+    table = Table(show_edge=False)
+    table.add_column("document")
+    table.add_column("format")
+    table.add_column("title")
+    table.add_column("chunks", justify="right")
+    for row in rows:
+        table.add_row(
+            escape(display_path(row.key)), row.format, escape(row.title or ""), str(row.chunk_count)
+        )
+    command.console.print(table)
+    command.console.print(f"[dim]{len(rows)} documents[/]")
+
+
+@handle_errors
+def forget_command(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to remove from the index.")],
+    home: HomeOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Remove documents (their rows and vectors); the files themselves are not touched."""
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    with assistant_home.writing():
+        store = assistant_home.store
+        targets: set[str] = set()
+        for path in paths:
+            resolved = str(path.expanduser().resolve())
+            targets.update(row.path for row in store.documents(resolved))
+        if not targets:
+            raise AssistantError(
+                f"nothing ingested under {', '.join(str(p) for p in paths)}; "
+                "see `assistant docs` for what is"
+            )
+        removed = assistant_home.forget(sorted(targets))
+        assistant_home.close()
+    command.console.print(f"forgot {len(targets)} file(s), {len(removed)} chunks")
+
+
+@handle_errors
+def reindex_command(home: HomeOption = None, debug: DebugOption = False) -> None:
+    """Rebuild the vector index from the embeddings stored in the database."""
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    with assistant_home.writing():
+        added = assistant_home.rebuild_index()
+        assistant_home.close()
+    command.console.print(f"rebuilt the vector index: {added} vectors")
+
+
+@handle_errors
+def repair_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Folders and files to ingest again, besides those the database names."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild even when the database passes its check.")
+    ] = False,
+    home: HomeOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Rebuild a damaged database from your files; the damaged one is kept beside it."""
+    from assistant.ingest.repair import RepairReport, repair
+
+    config = load_config(home, debug=debug)
+    assistant_home = Home(config)
+    report: RepairReport | None = None
+    with assistant_home.writing():
+        with command.busy("repairing…"):
+            for event in repair(assistant_home, paths or [], force):
+                if isinstance(event, RepairReport):
+                    report = event
+        assistant_home.close()
+    if report is None:  # pragma: no cover - repair always ends with a report
+        return
+    if report.moved_to is None:
+        command.console.print(
+            "the database passed its integrity check: nothing to repair (`--force` rebuilds it "
+            "anyway; `assistant reindex` rebuilds the vector index)"
+        )
+        return
+    command.console.print(f"the damaged database is kept as {escape(str(report.moved_to))}")
+    if report.summary is not None:
+        print_ingest_summary(report.summary)
+    if report.sessions_kept:
+        command.console.print(
+            f"kept {report.sessions_kept} chat session(s) with {report.messages_kept} turn(s)"
+        )
+    lost = report.lost()
+    for line in lost:
+        command.console.print(f"[yellow]lost:[/] {escape(line)}")
+    if not lost:
+        command.console.print("[green]nothing was lost[/]")
