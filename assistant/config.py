@@ -1,9 +1,19 @@
-"""One frozen configuration, built once from defaults, `ASSISTANT_*` variables and CLI flags.
+"""One frozen configuration, built once from defaults, `config.toml`, `ASSISTANT_*` variables and
+CLI flags.
 
-Every setting has a default here; `ASSISTANT_<NAME>` in the environment overrides it, and explicit
-keyword overrides (what the CLI passes) win over both. The object is passed explicitly to whatever
-needs it, never read from a global. This is the only module that reads `ASSISTANT_*` settings;
-API keys are not settings (`assistant info` shows every setting) and are read where they are used.
+Every setting has a default here; `config.toml` in the home overrides it, `ASSISTANT_<NAME>` in
+the environment overrides both, and explicit keyword overrides (what the CLI passes) win over
+all. `Config.origins` says which of these each setting came from (`assistant info` shows it). The
+object is passed explicitly to whatever needs it, never read from a global. This is the only
+module that reads `ASSISTANT_*` settings. The one exception, on purpose, is the two secrets: the
+API keys `ASSISTANT_OPENAI_API_KEY` (read by `llm/openai_client.py`) and `ASSISTANT_API_KEY` (by
+`cli/serve.py`) are no settings, never read from the file, and read from the environment only
+where they are used, so no `Config` ever holds one and `assistant info` can never show it.
+
+`config.toml` names settings as the environment does, lower case, in the tables of their sections
+(`[retrieval]` `top_k = 8`) or at the top level (`top_k = 8`); an unknown key, a setting under
+another section's table or a value of the wrong type is an error naming the file and the key, so
+a typo never goes unnoticed. The home itself cannot be set there (the file lives in it).
 
 Settings are read flat (`config.top_k`), and each belongs to one section (`SECTIONS`, in the order
 of the pipeline) so docs and `assistant info` can show them grouped: `config.settings()`. A setting
@@ -16,10 +26,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit, urlunsplit
 
 from assistant.errors import ConfigError
 from assistant.models import BUNDLED_EMBEDDER, BUNDLED_LANGUAGE_MODEL
@@ -38,6 +50,10 @@ PromptProducts = Literal["int8", "int4", "float32"]  # the prompt's products wit
 NativeAttention = Literal["auto", "on", "off"]
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 UnsupportedMode = Literal["flag", "drop"]
+VerifierMode = Literal["model", "rules"]  # grounding/verifier.py, or the hand-set rules
+Origin = Literal["default", "config.toml", "environment", "flag"]  # where a setting came from
+
+CONFIG_FILE = "config.toml"  # in the home
 
 T = TypeVar("T")
 
@@ -129,6 +145,9 @@ class Config:
 
     # grounding
     unsupported: UnsupportedMode = setting("grounding", "flag")
+    # Who judges support and answerability: the trained cross-encoder or the old hand-set rules
+    # (kept for the same-run comparison in evals/README.md until it is written).
+    verifier: VerifierMode = setting("grounding", "model")
     support_threshold: float = setting("grounding", 0.19)  # tuned: evals/tune_support.py
     min_retrieval_score: float = setting("grounding", 0.46)  # question-passage cosine to answer
     extractive_fallback: bool = setting("grounding", True)  # quote passages when unsupported
@@ -164,32 +183,32 @@ class Config:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
-        """Defaults, then `ASSISTANT_*` from `environ` (default: os.environ), then `overrides`.
+        """Defaults, then `config.toml` in the home, then `ASSISTANT_*` from `environ` (default:
+        os.environ), then `overrides`.
 
         Overrides whose value is None are ignored, so the CLI can pass every flag unconditionally.
+        The home (`overrides`, else the environment, else the default) says where the file is.
         """
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        types = _types()
-        for name in types:
-            raw = environ.get(_variable(name))
-            if raw is not None and raw != "":
-                values[name] = _convert(name, raw)
-        for name, value in overrides.items():
-            if name not in types:
-                raise ConfigError(f"unknown setting {name!r}")
-            if value is not None:
-                values[name] = _convert(name, value)
+        values, _ = _layers(environ, overrides)
         config = cls(**values)
         config.validate()
         return config
 
     @classmethod
+    def origins(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> dict[str, Origin]:
+        """Where each setting of `load(environ, **overrides)` comes from, for every setting."""
+        _, origins = _layers(environ, overrides)
+        return {spec.name: origins.get(spec.name, "default") for spec in fields(cls)}
+
+    @classmethod
     def from_environment(cls, name: str, environ: Mapping[str, str] | None = None) -> Any:
-        """One setting as `load` reads it (`ASSISTANT_<NAME>`, else its default), for the code
-        that must decide before or without a Config: where the prompt files are, and whether the
-        CLI's error handler shows tracebacks. A value `load` would reject counts as unset here;
-        `load` reports it when the command builds its Config."""
+        """One setting as `load` reads it without flags (`ASSISTANT_<NAME>`, else `config.toml`
+        in the home the environment names, else its default), for the code that must decide
+        before or without a Config: where the prompt files are, and whether the CLI's error
+        handler shows tracebacks. A value `load` would reject (or a file it could not read)
+        counts as unset here; `load` reports it when the command builds its Config."""
         environ = os.environ if environ is None else environ
         raw = environ.get(_variable(name))
         if raw:
@@ -199,7 +218,18 @@ class Config:
                 return _default(name)
             if value in _choices().get(name, (value,)):
                 return value
-        return _default(name)
+            return _default(name)
+        try:
+            home = _convert("home", environ.get(_variable("home")) or default_home())
+            from_file = read_config_file(home / CONFIG_FILE)
+        except ConfigError:
+            return _default(name)
+        return from_file.get(name, _default(name))
+
+    @property
+    def config_file(self) -> Path:
+        """Where `config.toml` is read from (it may not exist)."""
+        return self.home / CONFIG_FILE
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (validated again)."""
@@ -241,7 +271,7 @@ class Config:
             Setting(
                 f.metadata["section"],
                 f.name,
-                _plain(getattr(self, f.name)),
+                _shown(_plain(getattr(self, f.name))),
                 _plain(_default(f.name)),
             )
             for f in fields(self)
@@ -249,8 +279,116 @@ class Config:
         return sorted(listed, key=lambda item: SECTIONS.index(item.section))
 
 
+def display_url(url: str) -> str:
+    """`url` fit to show: its password, if any, replaced by *** (database and server URLs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, f"{parts.username}:***@{host}", *parts[2:]))
+
+
+def _shown(value: Any) -> Any:
+    """A setting's value as `assistant info` may show it (no password of a URL)."""
+    return display_url(value) if isinstance(value, str) and "://" in value else value
+
+
 def _variable(name: str) -> str:
     return f"ASSISTANT_{name.upper()}"
+
+
+def _layers(
+    environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Origin]]:
+    """The settings given by the file, the environment and the flags (each over the one before),
+    converted to their types, and where each came from."""
+    environ = os.environ if environ is None else environ
+    types = _types()
+    for name in overrides:
+        if name not in types:
+            raise ConfigError(f"unknown setting {name!r}")
+    environment: dict[str, Any] = {}
+    for name in types:
+        raw = environ.get(_variable(name))
+        if raw is not None and raw != "":
+            environment[name] = _convert(name, raw)
+    flags = {name: _convert(name, value) for name, value in overrides.items() if value is not None}
+    home = flags.get("home") or environment.get("home") or default_home()
+    values: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
+    layers: tuple[tuple[Origin, dict[str, Any]], ...] = (
+        ("config.toml", read_config_file(home / CONFIG_FILE)),
+        ("environment", environment),
+        ("flag", flags),
+    )
+    for origin, layer in layers:
+        values |= layer
+        origins |= dict.fromkeys(layer, origin)
+    return values, origins
+
+
+# What an API key may be called in the file: refused with a pointer to the environment.
+_SECRET_WORDS = ("key", "secret", "token", "password")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings a `config.toml` sets, converted to their types; {} when there is no file.
+
+    Keys are checked here, so a mistake is reported with the file and the key: an unknown key,
+    a setting under another section's table, a value of the wrong type or not among its choices,
+    the home, and anything that looks like a secret.
+    """
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except (FileNotFoundError, NotADirectoryError):  # a home that is a file: the home says so
+        return {}
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in SECTIONS:
+                raise ConfigError(
+                    f"{path}: unknown section [{key}] (the sections are {', '.join(SECTIONS)})"
+                )
+            for name, item in value.items():
+                values[name] = _file_value(path, name, item, section=key)
+        else:
+            values[key] = _file_value(path, key, value, section=None)
+    return values
+
+
+def _file_value(path: Path, name: str, value: Any, section: str | None) -> Any:
+    """One value of the file, checked and converted; errors name the file and the key."""
+    key = f"[{section}] {name}" if section else name
+    types = _types()
+    if name not in types and any(word in name.lower() for word in _SECRET_WORDS):
+        raise ConfigError(
+            f"{path}: {key}: secrets are never read from a file; set ASSISTANT_OPENAI_API_KEY or "
+            "ASSISTANT_API_KEY in the environment instead"
+        )
+    if name not in types:
+        raise ConfigError(f"{path}: unknown setting {key!r} (`assistant info --json` lists them)")
+    if name == "home":
+        raise ConfigError(
+            f"{path}: the home cannot be set in its own config file; use ASSISTANT_HOME or --home"
+        )
+    owner = next(spec.metadata["section"] for spec in fields(Config) if spec.name == name)
+    if section is not None and section != owner:
+        raise ConfigError(f"{path}: {name} belongs under [{owner}], not [{section}]")
+    kind = types[name]
+    expected: tuple[type, ...] = {bool: (bool,), int: (int,), float: (int, float)}.get(kind, (str,))
+    if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
+        raise ConfigError(f"{path}: {key} must be {_KINDS.get(kind, 'text')}, not {value!r}")
+    allowed = _choices().get(name)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(
+            f"{path}: {key} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}"
+        )
+    return _convert(name, value)  # an int for a float setting becomes a float
 
 
 def _plain(value: Any) -> Any:

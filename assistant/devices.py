@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 from assistant.errors import ConfigError, ModelError
@@ -19,6 +20,8 @@ def available_cores() -> int:
 def choose_device(setting: str) -> str:
     """`auto` means CUDA when torch sees a GPU, else the CPU; `cpu`, `cuda` and `cuda:N` are
     checked and returned as given."""
+    if setting == "cpu" or (setting == "auto" and not _may_have_cuda()):
+        return "cpu"
     import torch
 
     if setting == "auto":
@@ -30,6 +33,15 @@ def choose_device(setting: str) -> str:
     if not torch.cuda.is_available():
         raise ModelError(f"device {setting!r} was asked for but torch sees no CUDA GPU")
     return setting
+
+
+def _may_have_cuda() -> bool:
+    """False where no GPU can be seen without asking torch: Linux without NVIDIA's driver (nor
+    WSL's GPU device). Importing torch only to learn that takes a second or more, which `search`
+    and `info` would otherwise pay on every run. Elsewhere, or once torch is loaded, ask it."""
+    if "torch" in sys.modules or not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(path) for path in ("/proc/driver/nvidia/version", "/dev/dxg"))
 
 
 def cpu_identity() -> str:

@@ -19,7 +19,12 @@ import zipfile
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-NEEDED = ("assistant/prompts/system.md", "assistant/prompts/answer.md", "assistant/llm/kernels/")
+NEEDED = (
+    "assistant/prompts/system.md",
+    "assistant/prompts/answer.md",
+    "assistant/llm/kernels/",
+    "assistant/grounding/weights/verifier.safetensors",
+)
 
 
 def main() -> int:

@@ -2,9 +2,11 @@
 
 The server comes from the `pgserver` wheel (the `dev` and `postgres` extras), which bundles
 PostgreSQL with pgvector's `vector` extension; Debian's packages lack pgvector here. It listens only
-on a Unix socket in its own folder, with trust authentication, and is stopped at the end of the
+on a Unix socket in its own folder, with trust authentication (except for `PASSWORD_ROLE`, which
+must give its password, so that wrong credentials can be tested), and is stopped at the end of the
 session. PostgreSQL refuses to run as root, so under root it runs as `nobody`. Each test gets a
 fresh database (`fresh_database`). Tests skip, saying why, only when the server cannot be started.
+The retrieval benchmark starts its server here too (evals/bench/stores.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 _counter = itertools.count(1)
+PASSWORD_ROLE = "with_password"  # the one role that trust does not let in (pg_hba.conf)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,24 @@ class Server:
         ) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def password_role(self, password: str) -> None:
+        """Give `PASSWORD_ROLE` this password (creating the role the first time)."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(
+            host=str(self.socket_folder), user="postgres", dbname="postgres", autocommit=True
+        ) as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", [PASSWORD_ROLE]
+            ).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            connection.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(PASSWORD_ROLE), sql.Literal(password)
+                )
+            )
 
 
 def binaries() -> Path:
@@ -88,6 +109,8 @@ def running_server() -> Iterator[Server]:
     try:
         initdb = [str(bin_folder / "initdb"), "-D", str(data), "-U", "postgres"]
         run([*initdb, "--auth=trust", "--encoding=utf8", "--no-sync"])
+        rules = data / "pg_hba.conf"  # the first matching line wins
+        rules.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\n" + rules.read_text())
         # No TCP at all; fsync off: a test server need not survive a power cut.
         options = f"-h '' -k {folder} -c fsync=off -c max_connections=50"
         run([*pg_ctl, "-w", "-l", str(folder / "log"), "-o", options, "start"])

@@ -7,7 +7,8 @@ every sentence is matched against the passages, citations are chosen by the syst
 assistant abstains when retrieval is weak or a name or number of the question is in none of the
 passages (both before generating anything), when nothing the model said is supported by the
 passages, or when the question asks for a quantity or a time and the answer holds none
-(`answer_types`); `GroundingReason` names why.
+(`answer_types`); `GroundingReason` names why. An answer that a model server broke off halfway
+is checked as far as it came, and marked `incomplete` with the reason.
 
 `ask` runs in three steps, one method each: before generating (`_retrieve`, then
 `_abstention_before_generating`), generating (`_generate`: the stream, stopped by the give-up
@@ -39,6 +40,7 @@ from assistant.grounding.checker import (
 from assistant.grounding.quotes import best_quotes
 from assistant.index.home import Home
 from assistant.index.passage import Passage
+from assistant.index.scope import Scope
 from assistant.prompts import fill_prompt, load_prompt
 from assistant.text.sentences import sentence_spans
 
@@ -53,6 +55,7 @@ class Retrieved:
     query: str  # what was searched: the question, rewritten to stand alone if it was a follow-up
     passages: tuple[Passage, ...]
     milliseconds: float
+    scope: tuple[str, ...] = ()  # the paths searched under (`Scope`); empty: every document
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Timings:
     retrieval_ms: float | None = None
     ttft_ms: float | None = None  # from the question to the first piece of text
     gave_up: bool = False  # generation was stopped: nothing the model said was supported
+    incomplete: bool = False  # the model server broke off the answer: only part of it came
     generation_s: float | None = None
     tokens: int | None = None  # generated
     tokens_per_s: float | None = None
@@ -71,7 +75,7 @@ class Timings:
 
     def items(self) -> list[tuple[str, float]]:
         """The measured values by name, in this order, as `--json` reports them: numbers only
-        (`gave_up` is 1.0 when generation was stopped and left out otherwise)."""
+        (`gave_up` and `incomplete` are 1.0 when true and left out otherwise)."""
         values = ((item.name, getattr(self, item.name)) for item in fields(self))
         # `is`, not `==`: 0 tokens and 0.0 seconds are measured values (and 0 == False).
         return [
@@ -101,10 +105,18 @@ class Answer:
     # The passages retrieved and checked: as many, or fewer when the context window cannot hold
     # them (the prompt may hold fewer still: `passages`).
     k_used: int = 0
+    scope: tuple[str, ...] = ()  # the paths the passages were searched under; empty: everywhere
+    # Why the model's answer ended early (`incomplete`); None when it came whole.
+    interruption: str | None = None
 
     @property
     def text(self) -> str:
         return self.grounded.answer
+
+    @property
+    def incomplete(self) -> bool:
+        """The model server broke off the answer: what arrived was checked, the rest never came."""
+        return self.timings.incomplete
 
     @property
     def abstained(self) -> bool:
@@ -123,7 +135,9 @@ class Answer:
         return [(number, self.passages[number - 1]) for number in self.cited_numbers()]
 
     def as_dict(self) -> dict[str, Any]:
-        """The `assistant ask --json` object."""
+        """The `assistant ask --json` object (`incomplete` and `interruption` only when the
+        model server broke off the answer)."""
+        cut = {"incomplete": True, "interruption": self.interruption} if self.incomplete else {}
         return {
             "question": self.question,
             "query": self.query,
@@ -161,7 +175,9 @@ class Answer:
             "budget": self.budget.as_dict() if self.budget is not None else None,
             "k_requested": self.k_requested,
             "k_used": self.k_used,
+            "scope": list(self.scope),
             "model": self.model,
+            **cut,
         }
 
 
@@ -191,6 +207,7 @@ class Answerer:
             home.embedder.embed,
             threshold=config.support_threshold,
             min_evidence_score=config.min_retrieval_score,
+            verifier=config.verifier,
         )
         self.retriever = home.retriever()
         self.window = ContextWindow(
@@ -219,13 +236,15 @@ class Answerer:
         turns: Sequence[Turn] = (),
         summary: str = "",
         k: int | None = None,
+        scope: Scope | None = None,
     ) -> Generator[AnswerEvent, None, None]:
-        """Retrieve, stream and check one answer (see the module docstring for the events)."""
+        """Retrieve, stream and check one answer (see the module docstring for the events);
+        with a `scope`, from the documents under its paths only."""
         question = " ".join(question.split())
         if not question:
             raise InputError("the question is empty")
         started = time.perf_counter()
-        search = self._retrieve(question, turns, k)
+        search = self._retrieve(question, turns, k, scope)
         yield search.event
         # Before generating: abstain when the passages cannot answer.
         early = self._abstention_before_generating(question, search)
@@ -243,9 +262,11 @@ class Answerer:
             retrieval_ms=search.milliseconds,
             total_s=_seconds_since(started),
         )
-        yield self._answer(question, search, grounded, timings, prompt)
+        yield self._answer(question, search, grounded, timings, prompt, generation.interruption)
 
-    def _retrieve(self, question: str, turns: Sequence[Turn], k: int | None) -> _Search:
+    def _retrieve(
+        self, question: str, turns: Sequence[Turn], k: int | None, scope: Scope | None = None
+    ) -> _Search:
         """The passages for the question, as many as asked for or as the prompt could hold."""
         query = rewrite_query(question, turns) if self.config.rewrite_follow_ups else question
         requested = k or self.config.top_k
@@ -256,12 +277,13 @@ class Answerer:
             render_user=render_user_message,
         )
         searched = min(requested, self.window.most_passages(room))
-        result = self.retriever.search(query, searched)
+        result = self.retriever.search(query, searched, scope=scope)
         passages = tuple(self.window.passages_within(result.passages, room))
         # Cut by the window: hits left out, or a capped search that found all it was allowed.
         cut = len(passages) < len(result.passages) or len(result.passages) == searched < requested
         used = len(passages) if cut else requested
-        return _Search(query, passages, result.milliseconds, requested, used)
+        paths = scope.paths if scope is not None else ()
+        return _Search(query, passages, result.milliseconds, requested, used, paths)
 
     def _abstention_before_generating(
         self, question: str, search: _Search
@@ -282,7 +304,8 @@ class Answerer:
     def _generate(self, prompt: Prompt, started: float) -> Generator[str, None, _Generation]:
         """Stream the model's answer to the prompt, piece by piece, until it ends or the give-up
         rule (`_GiveUpWatch`) stops it; return the whole text and its timings (the time to the
-        first piece counts from `started`, when the question came in)."""
+        first piece counts from `started`, when the question came in), and why it ended early
+        when a model server broke it off (the text that came is checked as any other)."""
         limit = min(self.config.max_new_tokens, self.config.answer_reserve)
         pieces: list[str] = []
         first_piece_ms: float | None = None
@@ -302,14 +325,18 @@ class Answerer:
         finally:
             stream.close()
         stats = self.language_model.last_stats
+        interruption = None
+        if stats is not None and stats.stopped == "incomplete":
+            interruption = stats.interruption or "the stream ended before the answer did"
         timings = Timings(
             ttft_ms=first_piece_ms,
             gave_up=gave_up,
+            incomplete=interruption is not None,
             generation_s=_seconds_since(generation_started),
             tokens=stats.new_tokens if stats else 0,
             tokens_per_s=stats.tokens_per_s if stats else 0.0,
         )
-        return _Generation("".join(pieces), timings)
+        return _Generation("".join(pieces), timings, interruption)
 
     def _check_generated(
         self, question: str, passages: Sequence[Passage], text: str
@@ -318,9 +345,17 @@ class Answerer:
         sentences are flagged or dropped), then, if so configured, replaced by quotes of the
         passages when mostly unsupported, and an abstention when it lacks the quantity or time
         the question asks for (`ANSWER_TYPE`)."""
-        grounded = self.checker.check(text, passages, unsupported=self.config.unsupported)
-        if self.config.extractive_fallback and _mostly_unsupported(
-            grounded, self.config.min_supported_share
+        # The trained verifier judges answerability here, after the stream, so that the time to
+        # the first piece does not grow; the rules judged the evidence before generating.
+        asked = question if self.checker.verifier is not None else None
+        grounded = self.checker.check(
+            text, passages, unsupported=self.config.unsupported, question=asked
+        )
+        unanswered = grounded.reason is GroundingReason.UNANSWERED  # quotes would not answer
+        if (
+            self.config.extractive_fallback
+            and not unanswered
+            and _mostly_unsupported(grounded, self.config.min_supported_share)
         ):
             grounded = self._quote(question, passages, grounded)
         if self.config.require_answer_type:
@@ -334,6 +369,7 @@ class Answerer:
         grounded: GroundedAnswer,
         timings: Timings,
         prompt: Prompt | None = None,
+        interruption: str | None = None,
     ) -> Answer:
         """The final event; without a prompt (abstained before generating), the passages are the
         ones retrieved."""
@@ -348,6 +384,8 @@ class Answerer:
             timings=timings,
             k_requested=search.requested,
             k_used=search.used,
+            scope=search.scope,
+            interruption=interruption,
         )
 
     def _quote(
@@ -388,18 +426,21 @@ class _Search:
     milliseconds: float
     requested: int  # the passages asked for (`Answer.k_requested`)
     used: int  # the passages retrieved: as many, or fewer when the window cut them (`k_used`)
+    scope: tuple[str, ...] = ()  # the paths searched under (`Answer.scope`)
 
     @property
     def event(self) -> Retrieved:
-        return Retrieved(self.query, self.passages, self.milliseconds)
+        return Retrieved(self.query, self.passages, self.milliseconds, self.scope)
 
 
 @dataclass(frozen=True)
 class _Generation:
-    """The model's whole answer, and the timings of generating it."""
+    """The model's whole answer, the timings of generating it, and why it ended early if a model
+    server broke it off."""
 
     text: str
     timings: Timings
+    interruption: str | None = None
 
 
 class _GiveUpWatch:

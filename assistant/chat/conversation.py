@@ -4,18 +4,21 @@ Before each question, turns that no longer fit the history's share of the window
 the running summary (by the language model with `prompts/summarize.md`, checked, with an
 extractive fallback), so the prompt carries the summary plus the latest turns verbatim. Follow-up
 questions are rewritten into standalone retrieval queries by the answerer. Every turn is recorded,
-including an interrupted one, so nothing typed is lost.
+including an interrupted one, so nothing typed is lost: stopped (Ctrl-C) before it was checked,
+with no answer; or broken off by the model server, with the checked part of the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import os
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from assistant.answer.memory import fold_into_summary, turns_to_fold
 from assistant.answer.pipeline import Answer, Answerer, AnswerEvent
 from assistant.chat.sessions import Session, Sessions
+from assistant.index.scope import Scope, resolve_scope
 from assistant.prompts import fill_prompt
 
 if TYPE_CHECKING:
@@ -40,6 +43,7 @@ class Conversation:
         self.sessions = sessions
         self.session = session
         self.last_answer: Answer | None = None
+        self.scope: Scope | None = None  # where questions are searched; None: every document
 
     @property
     def language_model(self) -> ChatModel:
@@ -63,16 +67,28 @@ class Conversation:
         self.sessions.fold(self.session, len(folding), summary)
         return Folded(len(folding), summary)
 
+    def search_in(self, paths: Sequence[str | os.PathLike[str]]) -> Scope | None:
+        """Search only the documents under `paths` from now on (no paths: every document again);
+        returns the scope. `InputError` names a path under which nothing is ingested (the scope
+        is then left as it was)."""
+        self.scope = resolve_scope(paths, self.answerer.home.store)
+        return self.scope
+
     def ask(
         self, question: str, *, k: int | None = None
     ) -> Generator[Folded | AnswerEvent, None, None]:
-        """Like `Answerer.ask`, within this conversation; the turn is recorded at the end."""
+        """Like `Answerer.ask`, within this conversation and its scope; the turn is recorded at
+        the end."""
         folded = self.fold_if_needed()
         if folded is not None:
             yield folded
         final: Answer | None = None
         events = self.answerer.ask(
-            question, turns=self.session.recent_turns(), summary=self.session.summary, k=k
+            question,
+            turns=self.session.recent_turns(),
+            summary=self.session.summary,
+            k=k,
+            scope=self.scope,
         )
         try:
             for event in events:
@@ -90,6 +106,7 @@ class Conversation:
                     question,
                     final.text,
                     abstained=final.abstained,
+                    interrupted=final.incomplete,
                     citations=final.as_dict()["citations"],
                 )
 

@@ -54,8 +54,12 @@ class Session:
         return [turn for turn in self.history if turn.conversation == self.conversation]
 
     def recent_turns(self) -> list[Turn]:
-        """The current conversation's turns not yet folded into the summary, oldest first."""
-        turns = [Turn(t.question, t.answer) for t in self.current() if not t.interrupted]
+        """The current conversation's turns not yet folded into the summary, oldest first; a turn
+        stopped before any answer was checked is left out (one broken off halfway keeps what was
+        checked)."""
+        turns = [
+            Turn(t.question, t.answer) for t in self.current() if t.answer or not t.interrupted
+        ]
         return turns[self.folded :]
 
 

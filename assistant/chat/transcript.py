@@ -71,9 +71,11 @@ def transcript_text(
 
 
 def _answer_lines(turn: RecordedTurn) -> list[str]:
-    if turn.interrupted or not turn.answer:
-        return ["_(stopped before the answer was complete)_"]
-    return turn.answer.splitlines()
+    """The answer, then the note when it stopped early (alone when nothing of it was checked)."""
+    stopped = "_(stopped before the answer was complete)_"
+    if not turn.answer:
+        return [stopped]
+    return [*turn.answer.splitlines(), *(["", stopped] if turn.interrupted else [])]
 
 
 def _citation_line(citation: dict[str, Any], show_path: Callable[[str], str]) -> str:

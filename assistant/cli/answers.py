@@ -18,7 +18,9 @@ from assistant.cli import command
 from assistant.cli.command import (
     DebugOption,
     HomeOption,
+    InOption,
     JsonOption,
+    ModelOption,
     busy,
     handle_errors,
     load_config,
@@ -28,6 +30,7 @@ from assistant.cli.render import display_path, show_answer
 from assistant.config import Config
 from assistant.errors import InputError
 from assistant.index.home import Home
+from assistant.index.scope import resolve_scope
 from assistant.ingest.pipeline import IngestSummary, ingest
 
 TemperatureOption = Annotated[
@@ -78,13 +81,11 @@ def ask_command(
         ),
     ] = None,
     k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, help="Passages to use.")] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="Hugging Face id, local folder or .gguf file."),
-    ] = None,
+    model: ModelOption = None,
     temperature: TemperatureOption = None,
     max_tokens: MaxTokensOption = None,
     no_stream: NoStreamOption = False,
+    within: InOption = None,
     home: HomeOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -97,8 +98,9 @@ def ask_command(
     assistant_home = Home(config)
     if assistant_home.is_empty():
         nothing_ingested(config, as_json)
+    scope = resolve_scope(within or [], assistant_home.store)  # checked before the model loads
     answerer = Answerer(assistant_home, load_model(config))
-    events = answerer.ask(text)
+    events = answerer.ask(text, scope=scope)
     if as_json:
         from assistant.answer.pipeline import Answer
 
@@ -122,13 +124,11 @@ def chat_command(
         str, typer.Option("--session", "-s", help="Session name: resumes it if it exists.")
     ] = "default",
     k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, help="Passages to use.")] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="Hugging Face id, local folder or .gguf file."),
-    ] = None,
+    model: ModelOption = None,
     temperature: TemperatureOption = None,
     max_tokens: MaxTokensOption = None,
     no_stream: NoStreamOption = False,
+    within: InOption = None,
     home: HomeOption = None,
     debug: DebugOption = False,
 ) -> None:
@@ -143,9 +143,11 @@ def chat_command(
     interactive = sys.stdin.isatty()
     if assistant_home.is_empty() and not _offer_sample_corpus(assistant_home, interactive):
         raise typer.Exit(1)
+    scope = resolve_scope(within or [], assistant_home.store)  # checked before the model loads
     answerer = Answerer(assistant_home, load_model(config))
     sessions = Sessions(assistant_home.store)
     conversation = Conversation(answerer, sessions, sessions.open(session))
+    conversation.scope = scope
 
     def list_documents() -> list[str]:
         return [display_path(row.key) for row in assistant_home.store.documents()]

@@ -1,25 +1,39 @@
 """The interactive chat screen (`assistant chat`): part of the command-line layer.
 
-Reads questions with line editing and history (readline), streams each answer live, then shows
-its sources. Slash commands inspect the conversation. Ctrl-C during an answer stops that answer
-and returns to the prompt; Ctrl-C or Ctrl-D at the prompt quits. When stdin is not a terminal it
-reads one question per line and prints plain answers, for scripts and tests.
+Reads questions with prompt_toolkit: line editing, a history kept across sessions in the home's
+`chat_history` file (up-arrow recalls earlier questions, Ctrl-R searches them), and multi-line
+input: Enter sends, Alt-Enter (or Esc then Enter) starts a new line, and a pasted block stays one
+question. prompt_toolkit rather than readline because it does all of this the same way on every
+platform (Windows has no readline) and needs no rule to guess when a line continues. It streams
+each answer live, then shows its sources. Slash commands inspect the conversation. Ctrl-C during
+an answer stops that answer and returns to the prompt; Ctrl-C or Ctrl-D at the prompt quits. When
+stdin is not a terminal it reads one question per line and prints plain answers, for scripts and
+tests (and the history file is neither read nor written).
 """
 
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 
+from prompt_toolkit import PromptSession
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import FileHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from assistant.answer.pipeline import Answer, AnswerEvent
 from assistant.chat.conversation import Conversation, Folded
-from assistant.cli.render import passages_text, shorten, show_answer
+from assistant.cli.render import display_path, passages_text, shorten, show_answer
+from assistant.errors import InputError
 
 HELP = """\
 Ask a question about your documents, or type a command:
@@ -28,10 +42,14 @@ Ask a question about your documents, or type a command:
   /history   this conversation so far
   /reset     start a new conversation (the session keeps the old one on record)
   /docs      the documents you can ask about
+  /in PATH   search only the documents in this folder or file (several: /in A B); /in: all
   /model     the language model and the engine running it
   /help      this help
-  /exit      leave (Ctrl-D works too)"""
+  /exit      leave (Ctrl-D works too)
+Enter sends; Alt-Enter (or Esc then Enter) starts a new line. Up-arrow recalls earlier
+questions, from earlier sessions too; Ctrl-R searches them."""
 ANSWER_PREVIEW = 160  # characters of an earlier answer shown on resuming and in /history
+HISTORY_FILE = "chat_history"  # in the home: what was typed at the prompt, every session
 
 
 class ChatScreen:
@@ -44,16 +62,23 @@ class ChatScreen:
         list_documents: Callable[[], list[str]],
         interactive: bool,
         stream: bool = True,
+        history_file: Path | None = None,
     ) -> None:
         self.conversation = conversation
         self.console = console
         self.list_documents = list_documents
         self.interactive = interactive
         self.stream = stream  # False: only the checked answer, not the model's text as it comes
+        self.history_file = (
+            history_file
+            if history_file is not None
+            else conversation.answerer.home.path / HISTORY_FILE
+        )
+        self._read_line: Callable[[], str] = input
 
     def run(self) -> None:
         if self.interactive:
-            _enable_line_editing()
+            self._read_line = self._line_reader()
             self._greet()
         while True:
             try:
@@ -75,9 +100,18 @@ class ChatScreen:
 
     def _read(self) -> str | None:
         if self.interactive:
-            return input(self._prompt())
+            return self._read_line()
         line = sys.stdin.readline()
         return None if line == "" else line
+
+    def _line_reader(self) -> Callable[[], str]:
+        """prompt_toolkit where both ends are a terminal; else (output into a pipe or a log,
+        which prompt_toolkit cannot draw on) `input` with readline, as before."""
+        if self.console.is_terminal and sys.stdout.isatty():
+            colour = self.console.color_system is not None
+            return prompt_session(self.history_file, colour).prompt
+        _enable_line_editing()
+        return lambda: input(self._prompt())
 
     def _prompt(self) -> str:
         """Green where colour is wanted; plain with NO_COLOR (no colour system) or into a pipe.
@@ -133,6 +167,8 @@ class ChatScreen:
             self.console.print("[dim]New conversation; earlier turns stay in the session.[/]")
         elif name == "/model":
             self._model()
+        elif name == "/in":
+            self._search_in(text.split(maxsplit=1)[1] if len(text.split()) > 1 else "")
         elif name == "/docs":
             documents = self.list_documents()
             for document in documents:
@@ -143,6 +179,20 @@ class ChatScreen:
                 f"[yellow]Unknown command {escape(name)}.[/] Type /help for the list."
             )
         return True
+
+    def _search_in(self, argument: str) -> None:
+        """`/in PATH...`: search only there from now on (quote a path with spaces); `/in` alone:
+        every document again. A path with nothing ingested is named and the scope kept."""
+        try:
+            scope = self.conversation.search_in(shlex.split(argument))
+        except (InputError, ValueError) as error:  # ValueError: an unclosed quote
+            self.console.print(f"[yellow]{escape(str(error))}[/]")
+            return
+        if scope is None:
+            self.console.print("[dim]Searching all your documents.[/]")
+        else:
+            shown = ", ".join(display_path(path) for path in scope.paths)
+            self.console.print(f"[dim]Searching only in: {escape(shown)}[/]")
 
     def _budget(self, last: Answer | None) -> None:
         if last is None or last.budget is None:
@@ -198,6 +248,54 @@ def _announce_folds(
             console.print(f"[dim](folded {event.turns} older turn(s) into the summary)[/]")
             continue
         yield event
+
+
+class _History(FileHistory):
+    """The history file, or only this session's history when the file cannot be read or
+    written (a read-only home): the prompt never fails over its history."""
+
+    def load_history_strings(self) -> Iterable[str]:
+        try:
+            return list(super().load_history_strings())
+        except (OSError, UnicodeDecodeError):
+            return []
+
+    def store_string(self, string: str) -> None:
+        with contextlib.suppress(OSError):
+            super().store_string(string)
+
+
+def prompt_session(
+    history_file: Path,
+    colour: bool,
+    input: Input | None = None,
+    output: Output | None = None,
+) -> PromptSession[str]:
+    """The chat's prompt: history in `history_file` (shared by all sessions, newest last),
+    Enter sends, Alt-Enter or Esc then Enter starts a new line (a terminal sends the same keys for
+    both). `input` and `output` are for tests (a pipe instead of the terminal)."""
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _send(event: KeyPressEvent) -> None:
+        event.current_buffer.validate_and_handle()
+
+    @bindings.add("escape", "enter")
+    def _new_line(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    # Green where colour is wanted; prompt_toolkit itself draws nothing in colour with NO_COLOR.
+    message = FormattedText([("bold ansigreen" if colour else "", "you›"), ("", " ")])
+    return PromptSession(
+        message,
+        history=_History(str(history_file)),
+        multiline=True,  # the bindings above decide what Enter does
+        key_bindings=bindings,
+        prompt_continuation="   · ",
+        enable_history_search=False,  # up-arrow walks the history; Ctrl-R searches it
+        input=input,
+        output=output,
+    )
 
 
 def _enable_line_editing() -> None:

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -34,6 +35,22 @@ HomeOption = Annotated[
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+InOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--in",
+        help="Search only the documents in this ingested folder or file (repeatable).",
+        show_default=False,
+    ),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Hugging Face id, local folder or .gguf file, or openai:NAME for a model on an "
+        "OpenAI-compatible server (ASSISTANT_OPENAI_BASE_URL).",
+    ),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,13 +72,14 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF de-quantization bar is plain tqdm
-    try:
+    # transformers reads the variables above when it is imported; only where it already is
+    # (tests running commands in-process) must it be told. Importing it here would cost every
+    # command, `docs` and `search` too, a second and more (it imports torch).
+    if "transformers" in sys.modules:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
 
 
 def handle_errors(function: F) -> F:

@@ -6,10 +6,16 @@ summary, which `ask` and `chat` use as well.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import itertools
 import json
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -23,12 +29,23 @@ from rich.progress import (
 from rich.table import Table
 
 from assistant.cli import command
-from assistant.cli.command import DebugOption, HomeOption, JsonOption, handle_errors, load_config
-from assistant.cli.render import display_location, display_path, shorten
+from assistant.cli.command import (
+    DebugOption,
+    HomeOption,
+    InOption,
+    JsonOption,
+    handle_errors,
+    load_config,
+)
+from assistant.cli.render import display_location, display_path, scope_line, shorten
 from assistant.config import Config
 from assistant.errors import AssistantError, InputError
 from assistant.index.home import Home
+from assistant.index.scope import resolve_scope
 from assistant.ingest.pipeline import IngestProgress, IngestSummary, ingest
+
+if TYPE_CHECKING:
+    from assistant.ingest.watch import WatchEvent
 
 SEARCH_PREVIEW = 400  # characters of each passage `search` shows
 
@@ -36,15 +53,29 @@ SEARCH_PREVIEW = 400  # characters of each passage `search` shows
 @handle_errors
 def ingest_command(
     paths: Annotated[list[Path], typer.Argument(help="Folders and files to ingest.")],
+    watching: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="After the first pass, follow changes and re-ingest what changed "
+            "(grouped until the folders are quiet for 0.5 s); Ctrl-C stops.",
+        ),
+    ] = False,
     home: HomeOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Read, chunk and index documents; re-running only processes what changed."""
+    from assistant.ingest.watch import watch  # watchfiles: only for --watch
+
     config = load_config(home, debug=debug)
     assistant_home = Home(config)
     with assistant_home.writing():
         summary: IngestSummary | None = None
+        stop = threading.Event()
+        events: Iterator[WatchEvent] = (
+            watch(assistant_home, paths, stop) if watching else ingest(assistant_home, paths)
+        )
         show_bar = not as_json and command.console.is_terminal
         progress = Progress(
             TextColumn("[bold]Ingesting[/]"),
@@ -59,33 +90,103 @@ def ingest_command(
             disable=not show_bar,
             transient=False,
         )
-        with progress:
-            task = progress.add_task("ingest", total=None, chunks=0, rate="", current="")
-            started = time.perf_counter()
-            try:
-                for event in ingest(assistant_home, paths):
-                    if isinstance(event, IngestProgress):
-                        elapsed = max(time.perf_counter() - started, 1e-6)
-                        rate = f"{event.chunks_done / elapsed:.1f} chunks/s"
-                        progress.update(
-                            task,
-                            total=event.files_total,
-                            completed=event.files_done,
-                            chunks=event.chunks_done,
-                            rate=rate,
-                            current=display_path(event.path)[-40:] if event.path else "",
-                        )
+        interrupts = _stop_on_interrupt(stop) if watching else contextlib.nullcontext()
+        try:
+            with interrupts:
+                with progress:
+                    task = progress.add_task("ingest", total=None, chunks=0, rate="", current="")
+                    started = time.perf_counter()
+                    for event in events:
+                        if isinstance(event, IngestProgress):
+                            elapsed = max(time.perf_counter() - started, 1e-6)
+                            rate = f"{event.chunks_done / elapsed:.1f} chunks/s"
+                            progress.update(
+                                task,
+                                total=event.files_total,
+                                completed=event.files_done,
+                                chunks=event.chunks_done,
+                                rate=rate,
+                                current=display_path(event.path)[-40:] if event.path else "",
+                            )
+                        elif isinstance(event, IngestSummary):
+                            summary = event
+                            progress.update(task, completed=progress.tasks[0].total, current="")
+                            break
+                        else:  # stopped during the first pass: its last line follows
+                            events = itertools.chain([event], events)
+                            break
+                if summary is not None:
+                    if as_json and watching:
+                        print(json.dumps({"event": "ingested"} | summary.as_dict()), flush=True)
+                    elif as_json:
+                        print(json.dumps(summary.as_dict(), indent=2))
                     else:
-                        summary = event
-                        progress.update(task, completed=progress.tasks[0].total, current="")
-            finally:
-                assistant_home.close()
-    if summary is None:  # pragma: no cover - ingest always ends with a summary
-        return
-    if as_json:
-        print(json.dumps(summary.as_dict(), indent=2))
-        return
-    print_ingest_summary(summary)
+                        print_ingest_summary(summary)
+                if watching:
+                    _follow_changes(events, as_json)
+        finally:
+            assistant_home.close()
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C asks the watch to stop (at its next commit, with the index saved); a
+    second one interrupts at once, as Ctrl-C does elsewhere."""
+
+    def interrupted(signal_number: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _follow_changes(events: Iterator[WatchEvent], as_json: bool) -> None:
+    """Print what `watch` does after the first pass: one line per batch, then a last summary."""
+    from assistant.ingest.watch import Reingested, Watching, WatchStopped
+
+    for event in events:
+        if isinstance(event, Watching):
+            if as_json:
+                print(json.dumps({"event": "watching", "roots": event.roots}), flush=True)
+            else:
+                folders = ", ".join(display_path(root) for root in event.roots)
+                command.console.print(f"[dim]watching {escape(folders)} (Ctrl-C stops)[/]")
+        elif isinstance(event, Reingested):
+            summary = event.summary
+            if as_json:
+                changes = [{"change": kind, "path": path} for kind, path in event.changes]
+                line = {"event": "reingested", "changes": changes} | summary.as_dict()
+                print(json.dumps(line), flush=True)
+                continue
+            changed = [path for _, path in event.changes]
+            names = ", ".join(display_path(path) for path in changed[:3])
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            command.console.print(
+                f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(names)}{more}: "
+                f"added {len(summary.added)}  updated {len(summary.updated)}  "
+                f"removed {len(summary.removed)}   ({summary.chunks_added} chunks in "
+                f"{summary.seconds:.1f} s)"
+            )
+            for item in summary.skipped:
+                if item.path in changed:  # the others were reported before
+                    command.console.print(
+                        f"  [yellow]skipped[/] {escape(display_path(item.path))}: "
+                        f"{escape(item.reason)}"
+                    )
+        elif isinstance(event, WatchStopped):
+            if as_json:
+                print(json.dumps({"event": "stopped"} | dataclasses.asdict(event)), flush=True)
+            else:
+                command.console.print(
+                    f"stopped watching: {event.batches} change(s) handled, "
+                    f"added {event.added}  updated {event.updated}  removed {event.removed}  "
+                    f"({event.chunks_added} chunks added); the index is saved"
+                )
 
 
 def print_ingest_summary(summary: IngestSummary) -> None:
@@ -116,6 +217,7 @@ def search_command(
     mode: Annotated[
         str | None, typer.Option("--mode", help="dense, lexical or hybrid (default from config).")
     ] = None,
+    within: InOption = None,
     home: HomeOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -127,10 +229,13 @@ def search_command(
     assistant_home = Home(config)
     if assistant_home.is_empty():
         nothing_ingested(config, as_json)
-    result = assistant_home.retriever().search(query, k)
+    scope = resolve_scope(within or [], assistant_home.store)
+    result = assistant_home.retriever().search(query, k, scope=scope)
     if as_json:
         print(json.dumps([p.as_dict() | {"source": p.source} for p in result.passages], indent=2))
         return
+    if scope is not None:
+        command.console.print(scope_line(scope.paths))
     for passage in result.passages:
         command.console.print(
             f"[bold cyan][{passage.rank}][/] [bold]{escape(display_location(passage))}[/]"

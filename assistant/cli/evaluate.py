@@ -145,6 +145,13 @@ def eval_qa_command(
         typer.Option("--limit", min=1, help="A seeded sample, half answerable, half not."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
+    article: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--article",
+            help="Only the questions of this article title (repeatable; titles may hold commas).",
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Language model.")] = None,
     home: HomeOption = None,
     json_out: JsonOutOption = None,
@@ -163,7 +170,9 @@ def eval_qa_command(
     assistant_home = Home(config)
     try:
         with assistant_home.writing():
-            events = run_qa_eval(assistant_home, load_model(config), docs, questions, limit, seed)
+            events = run_qa_eval(
+                assistant_home, load_model(config), docs, questions, limit, seed, article or ()
+            )
             _run_suite(events, json_out, records)
     finally:
         assistant_home.close()
@@ -194,6 +203,7 @@ def eval_hallucination_command(
         embedder.embed,
         threshold=config.support_threshold,
         min_evidence_score=config.min_retrieval_score,
+        verifier=config.verifier,
     )
     events = run_hallucination_eval(checker, data, limit, seed, config.embedding_model)
     _run_suite(events, json_out, records)

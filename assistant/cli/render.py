@@ -3,13 +3,14 @@
 Shared by `assistant ask` and `assistant chat`. While the model streams, its raw text is shown
 live; when the answer has been checked, the live view is replaced by the checked answer: supported
 sentences with the system's citations, unsupported ones dimmed and marked, or the abstention,
-and a dim note when the context window cut the passages asked for (`-k`).
+and a dim note when the context window cut the passages asked for (`-k`) or the model server broke
+off the answer. The words around the answer are `answer.wording`'s, shared with the server.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 from rich.console import Console, Group
@@ -17,10 +18,14 @@ from rich.live import Live
 from rich.text import Text
 
 from assistant.answer.pipeline import Answer, AnswerEvent, Retrieved
+from assistant.answer.wording import (
+    CLOSEST_HEADING,
+    EXTRACTIVE_NOTE,
+    SOURCES_HEADING,
+    UNSUPPORTED_MARK,
+    flagged,
+)
 from assistant.index.passage import Passage
-
-UNSUPPORTED_MARK = " (not found in your documents)"
-EXTRACTIVE_NOTE = "Quoted from your documents (most of the model's own answer was not supported):"
 
 
 def display_path(path: str) -> str:
@@ -58,11 +63,11 @@ def answer_text(answer: Answer) -> Text:
     for position, sentence in enumerate(shown):
         if position:
             text.append(" ")
-        if sentence.supported or not sentence.is_claim:
-            text.append(sentence.display)
-        else:
+        if flagged(sentence):
             text.append(sentence.display, style="dim")
             text.append(UNSUPPORTED_MARK, style="dim italic")
+        else:
+            text.append(sentence.display)
     return text
 
 
@@ -71,7 +76,7 @@ def sources_text(answer: Answer) -> Text:
     text = Text()
     cited = answer.cited_passages()
     if cited:
-        text.append("Sources:\n", style="bold")
+        text.append(SOURCES_HEADING + "\n", style="bold")
         for number, passage in cited:
             text.append(f"  [{number}] ", style="bold cyan")
             text.append(display_location(passage))
@@ -79,7 +84,7 @@ def sources_text(answer: Answer) -> Text:
                 text.append(f"  {passage.heading}", style="dim")
             text.append("\n")
     elif answer.passages:
-        text.append("Closest passages (they do not answer it):\n", style="dim")
+        text.append(CLOSEST_HEADING + "\n", style="dim")
         for passage in answer.passages[:3]:
             text.append(f"  {display_location(passage)}", style="dim")
             if passage.heading:
@@ -97,6 +102,23 @@ def cut_note(answer: Answer) -> Text:
         "the model's context window holds no more passages.\n",
         style="dim",
     )
+
+
+def incomplete_note(answer: Answer) -> Text:
+    """A dim line when the model server broke off the answer; else empty."""
+    if not answer.incomplete:
+        return Text("")
+    return Text(
+        f"the model server broke off the answer: {answer.interruption}; what arrived was checked\n",
+        style="dim",
+    )
+
+
+def scope_line(paths: Sequence[str]) -> Text:
+    """The header of a scoped answer or search, `in: PATH, ...` (dim); empty without a scope."""
+    if not paths:
+        return Text("")
+    return Text("in: " + ", ".join(display_path(path) for path in paths) + "\n", style="dim")
 
 
 def passages_text(passages: Iterable[Passage]) -> Text:
@@ -131,9 +153,11 @@ def show_answer(
                 if isinstance(event, Answer):
                     final = event
         if final is not None:
+            console.print(scope_line(final.scope), end="")
             console.print(answer_text(final))
             console.print(sources_text(final), end="")
             console.print(cut_note(final), end="")
+            console.print(incomplete_note(final), end="")
         return final
     streamed = Text(style="dim")
     status = Text("searching your documents…", style="dim italic")
@@ -158,6 +182,6 @@ def show_answer(
 
 
 def _final(answer: Answer) -> Group:
-    note = cut_note(answer)
-    parts = [answer_text(answer), Text(""), sources_text(answer)]
-    return Group(*parts, note) if note else Group(*parts)
+    notes = [note for note in (cut_note(answer), incomplete_note(answer)) if note]
+    header = [scope_line(answer.scope)] if answer.scope else []
+    return Group(*header, answer_text(answer), Text(""), sources_text(answer), *notes)

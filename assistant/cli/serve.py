@@ -13,7 +13,13 @@ import typer
 
 from assistant.cli import command
 from assistant.cli.answers import load_model
-from assistant.cli.command import DebugOption, HomeOption, handle_errors, load_config
+from assistant.cli.command import (
+    DebugOption,
+    HomeOption,
+    ModelOption,
+    handle_errors,
+    load_config,
+)
 from assistant.cli.documents import nothing_ingested
 from assistant.index.home import Home
 from assistant.server.settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_QUEUE_LIMIT
@@ -47,10 +53,7 @@ def serve_command(
         ),
     ] = DEFAULT_QUEUE_LIMIT,
     k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, help="Passages to use.")] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="Hugging Face id, local folder or .gguf file."),
-    ] = None,
+    model: ModelOption = None,
     home: HomeOption = None,
     debug: DebugOption = False,
 ) -> None:

@@ -11,14 +11,26 @@ from rich.markup import escape
 from rich.table import Table
 
 from assistant.cli import command
-from assistant.cli.command import DebugOption, HomeOption, JsonOption, handle_errors, load_config
-from assistant.config import Config
+from assistant.cli.command import (
+    DebugOption,
+    HomeOption,
+    JsonOption,
+    ModelOption,
+    handle_errors,
+    load_config,
+)
+from assistant.config import Config, display_url
+from assistant.index.database import backend
 from assistant.index.home import Home
+from assistant.models import served_model_name
 
 
 @handle_errors
 def info_command(
-    home: HomeOption = None, as_json: JsonOption = False, debug: DebugOption = False
+    home: HomeOption = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Show where state lives, what is ingested, and which models and device are used."""
     from assistant.calibration import cpu_summary
@@ -26,14 +38,17 @@ def info_command(
     from assistant.embed.embedder import choose_backend
     from assistant.llm import loader as engines
 
-    config = load_config(home, debug=debug)
+    config = load_config(home, debug=debug, model=model)
+    # A model on a server runs on no device here and uses none of the torch engine's kernels.
+    remote = served_model_name(config.model) is not None
     assistant_home = Home(config)
     check = assistant_home.check()  # the database's own check, and the index against it
     store = assistant_home.store if check.database == "ok" else None
     index_path = config.index_path
     details: dict[str, Any] = {
         "home": str(config.home),
-        "database": config.database,
+        "database": display_url(config.database),
+        "backend": backend(config.database),
         "database_check": check.database,
         "writable": assistant_home.writable(),
         "index": str(index_path),
@@ -43,17 +58,39 @@ def info_command(
         "embedding_model": config.embedding_model,
         "embedding_backend": choose_backend(config.embedding_backend, choose_device(config.device)),
         "language_model": config.model,
-        "device": choose_device(config.device),
+        **({} if remote else {"device": choose_device(config.device)}),
         "cpu": cpu_summary(),
         "engine": engines.describe(config),
-        **_kernel_choices(config),
+        **({} if remote else _kernel_choices(config)),
         "retrieval_mode": config.retrieval_mode,
     }
     if store is not None:
         details |= {"lexical_search": store.has_lexical, "migrations": store.applied_migrations()}
+    # --debug is a flag only when given (its default, False, is not a choice of the user's).
+    origins = Config.origins(home=home, debug=debug or None, model=model)
+    config_file = str(config.config_file) if config.config_file.is_file() else None
     if as_json:
-        print(json.dumps(details | {"problems": check.problems}, indent=2))
+        settings = {
+            item.name: {"value": item.value, "source": origins[item.name]}
+            for item in config.settings()
+        }
+        print(
+            json.dumps(
+                details
+                | {"config_file": config_file, "settings": settings, "problems": check.problems},
+                indent=2,
+            )
+        )
     else:
+        changed = [
+            f"{item.name}={item.value} ({origins[item.name]})"
+            for item in config.settings()
+            if origins[item.name] != "default"
+        ]
+        details |= {
+            "config_file": config_file or f"none ({config.config_file})",
+            "settings": ", ".join(changed) or "all at their defaults",
+        }
         table = Table(show_header=False, show_edge=False)
         table.add_column(style="bold")
         table.add_column()

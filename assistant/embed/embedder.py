@@ -67,7 +67,6 @@ class Embedder:
         self.name = setting
         self.device = choose_device(device)
         self.batch_size = batch_size
-        use_all_cores()
         self.backend = choose_backend(backend, self.device)
         self._exported: ExportedModel | None = None
         if self.backend != "torch":
@@ -84,6 +83,7 @@ class Embedder:
             self.dimension = self._exported.dimension
             self.max_tokens = self._exported.max_tokens
             return
+        use_all_cores()  # torch's threads; only here, as importing torch takes a second or more
         try:
             from sentence_transformers import SentenceTransformer
 

@@ -17,14 +17,17 @@ from assistant import errors
 
 __all__ = [
     "EvalDataError",
+    "FaithfulnessItem",
     "HaluItem",
     "QAItem",
     "balanced_sample",
     "load_beir_qrels",
     "load_beir_queries",
+    "load_faithfulness",
     "load_halueval",
     "load_qa_items",
     "read_jsonl",
+    "select_articles",
 ]
 
 _QRELS_HEADER = ["query-id", "corpus-id", "score"]
@@ -58,6 +61,18 @@ class HaluItem:
     question: str
     right_answer: str
     hallucinated_answer: str
+
+
+@dataclass(frozen=True)
+class FaithfulnessItem:
+    """One answer to judge against its context: `faithful` is the human (or data set) label."""
+
+    row: int  # 0-based row of the file it came from (a HaluEval row gives two items)
+    question: str
+    context: str
+    answer: str
+    faithful: bool
+    halueval: bool = False  # from a HaluEval QA row (whose row ranges have roles: see evals)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,8 +348,63 @@ def load_halueval(path: Path | str) -> list[HaluItem]:
 
 
 # --------------------------------------------------------------------------------------------
+# Faithfulness rows: HaluEval QA or the generic {question, context, answer, label}
+# --------------------------------------------------------------------------------------------
+
+_GENERIC_FIELDS = ("question", "context", "answer", "label")
+
+
+def load_faithfulness(path: Path | str) -> list[FaithfulnessItem]:
+    """Answers to judge, from HaluEval QA rows (each gives its right answer, faithful, then its
+    hallucinated one) or from generic rows `{question, context, answer, label}` with label 1 for
+    a faithful answer and 0 for an unfaithful one. The first row decides the format."""
+    path = Path(path)
+    items: list[FaithfulnessItem] = []
+    generic: bool | None = None
+    for row, (line_number, record) in enumerate(read_jsonl(path)):
+        where = _where(path, line_number)
+        if generic is None:
+            generic = "context" in record and "answer" in record
+        if generic:
+            missing = [field for field in _GENERIC_FIELDS if field not in record]
+            if missing:
+                raise EvalDataError(f"{where}: missing field '{missing[0]}'")
+            label = record["label"]
+            if isinstance(label, bool) or label not in (0, 1):
+                raise EvalDataError(f"{where}: field 'label' must be 0 or 1")
+            question, context, answer = (
+                _string_field(record, field, where) for field in _GENERIC_FIELDS[:3]
+            )
+            items.append(FaithfulnessItem(row, question, context, answer, faithful=label == 1))
+            continue
+        missing = [field for field in _HALU_FIELDS if field not in record]
+        if missing:
+            raise EvalDataError(f"{where}: missing field '{missing[0]}'")
+        knowledge, question, right, hallucinated = (
+            _string_field(record, field, where) for field in _HALU_FIELDS
+        )
+        items.append(FaithfulnessItem(row, question, knowledge, right, True, halueval=True))
+        items.append(FaithfulnessItem(row, question, knowledge, hallucinated, False, halueval=True))
+    return items
+
+
+# --------------------------------------------------------------------------------------------
 # Sampling
 # --------------------------------------------------------------------------------------------
+
+
+def select_articles(items: Sequence[QAItem], titles: Sequence[str]) -> list[QAItem]:
+    """The items whose `title` is one of `titles`, in file order: e.g. the SQuAD articles a
+    model was validated on and never trained on. A title no item has is an error (a typo would
+    otherwise shrink the set without a word); no titles selects every item."""
+    if not titles:
+        return list(items)
+    wanted = set(titles)
+    found = {item.title for item in items if item.title in wanted}
+    unknown = [title for title in dict.fromkeys(titles) if title not in found]
+    if unknown:
+        raise EvalDataError(f"no question has the article title {unknown[0]!r}")
+    return [item for item in items if item.title in wanted]
 
 
 def balanced_sample(items: Sequence[QAItem], limit: int, seed: int) -> list[QAItem]:

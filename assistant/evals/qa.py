@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.answer.memory import Turn
 from assistant.answer.pipeline import Answer, Answerer
-from assistant.evals.datasets import QAItem, balanced_sample, load_qa_items, read_jsonl
+from assistant.evals.datasets import (
+    QAItem,
+    balanced_sample,
+    load_qa_items,
+    read_jsonl,
+    select_articles,
+)
 from assistant.evals.metrics import (
     SentenceJudgement,
     citation_precision_recall,
@@ -67,6 +73,7 @@ REPORTED_SETTINGS = (
     "native_attention",
     "step_threads",
     "embedding_backend",
+    "verifier",
 )
 
 
@@ -102,11 +109,13 @@ def run_qa_eval(
     questions_path: Path,
     limit: int | None = None,
     seed: int = 0,
+    articles: Sequence[str] = (),
 ) -> Iterator[EvalProgress | EvalReport]:
-    """Ingest `docs`, answer the questions, and report the metrics described above."""
+    """Ingest `docs`, answer the questions, and report the metrics described above; with
+    `articles`, only the questions of those article titles (before sampling)."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
-    items = load_qa_items(questions_path)
+    items = select_articles(load_qa_items(questions_path), articles)
     if limit is not None:
         items = balanced_sample(items, limit, seed)
     for event in ingest(home, [docs]):
@@ -133,6 +142,7 @@ def run_qa_eval(
         config={
             "limit": limit,
             "seed": seed,
+            "articles": list(articles),
             **{name: home.config.as_dict()[name] for name in REPORTED_SETTINGS},
             "engine_used": engine_used(language_model),
         },

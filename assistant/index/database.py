@@ -26,6 +26,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from assistant.config import display_url
 from assistant.errors import DatabaseDamagedError, StoreError
 from assistant.index import postgres
 
@@ -74,14 +75,6 @@ def open_engine(url: str, read_only: bool = False) -> Engine:
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "handle_error", postgres.translator(display_url(url)))
     return engine
-
-
-def display_url(url: str) -> str:
-    """`url` as it may be shown: the password, if any, replaced by ***."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
 
 
 def backend(url: str) -> str:

@@ -22,6 +22,8 @@ from assistant.index.store import Store
 
 EF_SEARCH_FACTOR = 4
 EF_SEARCH_LIMIT = 1000  # pgvector's maximum
+# A scope of up to this many chunks is searched exactly (`search`): comparing them all is cheap.
+EXACT_SCOPE_LIMIT = 20_000
 
 
 class PgVectorIndex:
@@ -33,6 +35,7 @@ class PgVectorIndex:
         self.store = store
         self.dimension = int(dimension)
         self.dirty = False  # nothing is ever waiting to be saved
+        self.exact_limit = EXACT_SCOPE_LIMIT
 
     @classmethod
     def open(cls, store: Store, dimension: int) -> PgVectorIndex:
@@ -95,21 +98,49 @@ class PgVectorIndex:
                 {"ids": [int(i) for i in ids]},
             )
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The `k` nearest chunk ids to one query vector, with cosine scores, best first."""
-        if k <= 0:
+    def search(
+        self, vector: np.ndarray, k: int, within: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """The `k` nearest chunk ids to one query vector, with cosine scores, best first; with
+        `within`, the nearest of those chunk ids only (a scope: see `scope.py`).
+
+        HNSW applies a WHERE clause to the candidates its graph walk found (pgvector before 0.8
+        has no iterative scan), so a scope can leave it short of `k`: a scope of up to
+        `exact_limit` chunks is searched exactly, a larger one with the widest candidate list,
+        and exactly after all when that still comes back short.
+        """
+        if k <= 0 or (within is not None and len(within) == 0):
             return []
+        query = postgres.vector_literal(vector)
+        if within is None:
+            return self._nearest(query, k, None, exact=False)
+        ids = [int(i) for i in within]
+        wanted = min(k, len(ids))
+        if len(ids) > self.exact_limit:
+            hits = self._nearest(query, k, ids, exact=False)
+            if len(hits) >= wanted:
+                return hits
+        return self._nearest(query, k, ids, exact=True)
+
+    def _nearest(
+        self, query: str, k: int, ids: list[int] | None, *, exact: bool
+    ) -> list[tuple[int, float]]:
         cast = f"vector({self.dimension})"
         statement = text(
             f"SELECT id, 1 - (vector::{cast} <=> CAST(:query AS {cast})) AS score FROM chunks "
-            f"WHERE vector IS NOT NULL ORDER BY vector::{cast} <=> CAST(:query AS {cast}) "
-            "LIMIT :k"
+            "WHERE vector IS NOT NULL "
+            + ("AND id = ANY(:ids) " if ids is not None else "")
+            + f"ORDER BY vector::{cast} <=> CAST(:query AS {cast}) LIMIT :k"
         )
+        parameters: dict[str, object] = {"query": query, "k": int(k)}
+        if ids is not None:
+            parameters["ids"] = ids
         with self.store.transaction() as connection:
-            _widen_search(connection, k)
-            rows = connection.execute(
-                statement, {"query": postgres.vector_literal(vector), "k": int(k)}
-            ).all()
+            if exact:  # HNSW is an index scan: without it, every row in scope is compared
+                connection.execute(text("SET LOCAL enable_indexscan = off"))
+            else:
+                _widen_search(connection, EF_SEARCH_LIMIT if ids is not None else k)
+            rows = connection.execute(statement, parameters).all()
         return [(int(row[0]), float(row[1])) for row in rows]
 
     def differences(self, store: Store) -> tuple[np.ndarray, np.ndarray]:

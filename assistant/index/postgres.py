@@ -12,7 +12,7 @@ servers). What SQLite does with FTS5 and a local FAISS file, PostgreSQL does in 
 - Two writers of the same file wait for each other on a transaction-level advisory lock keyed on
   the file's path (`lock`); writers of different files never wait. Migrations take one too.
 - Connection failures become one `StoreError` written for the user (server unreachable, wrong
-  credentials, no such database), and no message ever shows the password (`database.display_url`).
+  credentials, no such database), and no message ever shows the password (`config.display_url`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import ExceptionContext
 
 from assistant.errors import StoreError
+from assistant.index.scope import Scope
 
 ENABLE_VECTOR = "CREATE EXTENSION vector;"
 FILE_LOCKS = 256
@@ -60,19 +61,24 @@ def lock_files(connection: Connection, paths: Sequence[str]) -> None:
 
 
 def lexical_search(
-    connection: Connection, words: Sequence[str], limit: int
+    connection: Connection, words: Sequence[str], limit: int, scope: Scope | None = None
 ) -> list[tuple[int, float]]:
-    """Chunks matching any of `words` (stemmed by PostgreSQL), best `ts_rank_cd` first."""
+    """Chunks matching any of `words` (stemmed by PostgreSQL), best `ts_rank_cd` first; with a
+    `scope`, only the chunks in it."""
+    within, scoped = scope.chunks_sql() if scope is not None else ("", {})
     statement = text(
         "SELECT id, ts_rank_cd(CAST(:weights AS real[]), search, query, :normalization) AS rank "
         "FROM chunks, to_tsquery('english', :query) AS query "
-        "WHERE search @@ query ORDER BY rank DESC, id LIMIT :limit"
+        "WHERE search @@ query "
+        + (f"AND id IN ({within}) " if within else "")
+        + "ORDER BY rank DESC, id LIMIT :limit"
     )
     parameters = {
         "weights": RANK_WEIGHTS,
         "normalization": RANK_NORMALIZATION,
         "query": " | ".join(words),  # words are letters and digits only: no tsquery operators
         "limit": limit,
+        **scoped,
     }
     rows = connection.execute(statement, parameters).all()
     return [(int(row[0]), float(row[1])) for row in rows]

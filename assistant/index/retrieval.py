@@ -4,6 +4,7 @@ Dense search compares the query's embedding with every chunk's (FAISS, or pgvect
 PostgreSQL); lexical search ranks chunks by BM25 over SQLite FTS5 (`ts_rank_cd` on PostgreSQL).
 Hybrid runs both over `candidates` results each and fuses the
 two rankings by reciprocal rank fusion (Cormack et al., 2009): score = sum 1 / (rrf_k + rank).
+A `Scope` limits both rankers, inside their searches, to the documents under some paths.
 Which mode is the default is decided by `assistant eval retrieval` on SciFact (see evals/README).
 """
 
@@ -18,6 +19,7 @@ from assistant.config import RetrievalMode
 from assistant.embed.embedder import Embedder
 from assistant.errors import ConfigError
 from assistant.index.passage import Passage
+from assistant.index.scope import Scope
 from assistant.index.store import Store
 from assistant.index.vectors import Vectors
 
@@ -29,6 +31,7 @@ class SearchResult:
     passages: list[Passage]
     mode: str
     milliseconds: float
+    scope: Scope | None = None  # None: every document was searched
 
 
 def reciprocal_rank_fusion(
@@ -64,8 +67,11 @@ class Retriever:
         self.candidates = candidates
         self.rrf_k = rrf_k
 
-    def search(self, query: str, k: int, mode: str | None = None) -> SearchResult:
-        """The top `k` passages for `query`, best first."""
+    def search(
+        self, query: str, k: int, mode: str | None = None, scope: Scope | None = None
+    ) -> SearchResult:
+        """The top `k` passages for `query`, best first; with a `scope`, the top `k` of the
+        documents in it (fewer only when the scope holds fewer matching chunks)."""
         mode = mode or self.mode
         if mode not in MODES:
             raise ConfigError(f"retrieval mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -73,10 +79,13 @@ class Retriever:
         pool = max(k, self.candidates)
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
-        if mode in ("dense", "hybrid"):
-            dense = self.index.search(self.embedder.embed_query(query), pool)
-        if mode in ("lexical", "hybrid"):
-            lexical = self.store.lexical_search(query, pool)
+        # Resolved at each search: documents come and go (another process may be ingesting).
+        within = self.store.chunk_ids(scope) if scope is not None else None
+        searchable = within is None or len(within) > 0
+        if searchable and mode in ("dense", "hybrid"):
+            dense = self.index.search(self.embedder.embed_query(query), pool, within)
+        if searchable and mode in ("lexical", "hybrid"):
+            lexical = self.store.lexical_search(query, pool, scope)
         if mode == "dense":
             ranked = dense
         elif mode == "lexical":
@@ -106,7 +115,7 @@ class Retriever:
                 )
             )
         milliseconds = (time.perf_counter() - started) * 1000
-        return SearchResult(passages, mode, milliseconds)
+        return SearchResult(passages, mode, milliseconds, scope)
 
 
 def rank_documents(passages: Sequence[Passage]) -> list[str]:

@@ -34,9 +34,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from assistant.config import display_url
 from assistant.errors import StoreError
 from assistant.index import postgres
-from assistant.index.database import display_url, open_engine, quick_check, sqlite_file
+from assistant.index.database import open_engine, quick_check, sqlite_file
 from assistant.index.schema import (
     chunks,
     documents,
@@ -45,6 +46,7 @@ from assistant.index.schema import (
     schema_migrations,
     settings,
 )
+from assistant.index.scope import Scope
 from assistant.text.terms import STOPWORDS
 
 
@@ -194,18 +196,11 @@ class Store:
     # --- documents --------------------------------------------------------------------------
 
     def documents(self, path_prefix: str | None = None) -> list[DocumentRow]:
+        """Every document, or those of the file `path_prefix` or under it as a folder (matched
+        case-sensitively, as a scope matches: `Scope.sql`)."""
         query = select(documents).order_by(documents.c.key)
         if path_prefix is not None:
-            folder = path_prefix.rstrip("/") + "/"
-            # LIKE (what startswith becomes) ignores ASCII case in SQLite: /x/Docs would take in
-            # /x/docs. The exact comparison of the leading characters keeps paths case-sensitive.
-            query = query.where(
-                (documents.c.path == path_prefix)
-                | (
-                    documents.c.path.startswith(folder, autoescape=True)
-                    & (func.substr(documents.c.path, 1, len(folder)) == folder)
-                )
-            )
+            query = query.where(Scope((path_prefix,)).clause())
         with self.engine.connect() as connection:
             return [DocumentRow(**row._mapping) for row in connection.execute(query)]
 
@@ -313,9 +308,15 @@ class Store:
 
     # --- chunks -----------------------------------------------------------------------------
 
-    def chunk_ids(self) -> np.ndarray:
+    def chunk_ids(self, scope: Scope | None = None) -> np.ndarray:
+        """The ids of every chunk, or of the chunks in `scope`, in order."""
+        query = select(chunks.c.id).order_by(chunks.c.id)
+        if scope is not None:
+            query = query.join(documents, documents.c.id == chunks.c.document_id).where(
+                scope.clause()
+            )
         with self.engine.connect() as connection:
-            ids = connection.execute(select(chunks.c.id).order_by(chunks.c.id)).scalars().all()
+            ids = connection.execute(query).scalars().all()
         return np.asarray(ids, dtype=np.int64)
 
     def embeddings(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -361,8 +362,11 @@ class Store:
                 "chunks": int(chunk_count.scalar_one()),
             }
 
-    def lexical_search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """BM25 over chunk text and headings: (chunk id, score), best first (higher is better)."""
+    def lexical_search(
+        self, query: str, limit: int, scope: Scope | None = None
+    ) -> list[tuple[int, float]]:
+        """BM25 over chunk text and headings: (chunk id, score), best first (higher is better);
+        with a `scope`, over the chunks in it only, inside the query."""
         if not self.has_lexical:
             return []
         match = fts_query(query)
@@ -371,16 +375,21 @@ class Store:
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as connection:
                 try:
-                    return postgres.lexical_search(connection, query_words(query), limit)
+                    return postgres.lexical_search(connection, query_words(query), limit, scope)
                 except SQLAlchemyError as error:
                     raise StoreError(f"lexical search failed: {error}") from error
+        within, parameters = scope.chunks_sql() if scope is not None else ("", {})
         statement = text(
             "SELECT rowid, bm25(chunks_fts, 1.0, 0.5) AS rank FROM chunks_fts "
-            "WHERE chunks_fts MATCH :match ORDER BY rank LIMIT :limit"
+            "WHERE chunks_fts MATCH :match "
+            + (f"AND rowid IN ({within}) " if within else "")
+            + "ORDER BY rank LIMIT :limit"
         )
         with self.engine.connect() as connection:
             try:
-                rows = connection.execute(statement, {"match": match, "limit": limit}).all()
+                rows = connection.execute(
+                    statement, {"match": match, "limit": limit, **parameters}
+                ).all()
             except SQLAlchemyError as error:
                 raise StoreError(f"lexical search failed: {error}") from error
         return [(int(row[0]), -float(row[1])) for row in rows]

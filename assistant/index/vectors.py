@@ -42,7 +42,9 @@ class Vectors(Protocol):
     def ids(self) -> np.ndarray: ...
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
     def remove(self, ids: np.ndarray | list[int]) -> None: ...
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]: ...
+    def search(
+        self, vector: np.ndarray, k: int, within: np.ndarray | None = None
+    ) -> list[tuple[int, float]]: ...
     def differences(self, store: Store) -> tuple[np.ndarray, np.ndarray]: ...
     def reconcile(self, store: Store) -> tuple[int, int]: ...
     def save(self) -> None: ...
@@ -114,13 +116,28 @@ class VectorIndex:
         self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))  # type: ignore[arg-type]
         self.dirty = True
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The `k` nearest chunk ids to one query vector, with cosine scores, best first."""
-        if len(self) == 0 or k <= 0:
+    def search(
+        self, vector: np.ndarray, k: int, within: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """The `k` nearest chunk ids to one query vector, with cosine scores, best first; with
+        `within`, the nearest of those chunk ids only (a scope: see `scope.py`).
+
+        A scope is an ID selector inside the search: the flat index still scores only the
+        selected vectors, exactly, so a scope of ten chunks yields those ten whatever their rank
+        among all the others.
+        """
+        limit = min(k, len(self)) if within is None else min(k, len(self), len(within))
+        if limit <= 0:
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        parameters = None
+        if within is not None:
+            parameters = faiss.SearchParameters()
+            # Kept in a name for the duration of the search: the parameters do not own it.
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(within, dtype=np.int64))
+            parameters.sel = selector
         with one_thread():
-            scores, ids = self.index.search(query, min(k, len(self)))
+            scores, ids = self.index.search(query, limit, params=parameters)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
     def differences(self, store: Store) -> tuple[np.ndarray, np.ndarray]:

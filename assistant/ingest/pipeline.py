@@ -16,24 +16,20 @@ can draw a progress bar without this module knowing about terminals.
 - What to read, and what to pass over, is decided in `discovery`; every file we do not ingest is
   reported with its reason, and nothing is dropped silently.
 
-Each file is first decided, then done: `plan_file` looks at the file and at its stored rows and
-says what it is (unchanged, skipped and why, new or changed and which of its documents to embed)
-without writing anything; `_apply` does what the plan says, through `Home`, which keeps the
-database and the vector index in step. Files that are gone are decided the same way, by
-`plan_removals`, once every file has been seen. Files are decided one at a time, as they come, so
-a big folder is never held in memory at once.
+Each file is first decided, then done: `planning.plan_file` looks at the file and its stored
+rows and says what it is (unchanged, skipped and why, new or changed and which of its documents
+to embed) without writing anything; `_apply` does what the plan says, through `Home`, which keeps
+the database and the vector index in step. Files that are gone are decided the same way, by
+`planning.plan_removals`, once every file has been seen. Files are decided one at a time, as they
+come, so a big folder is never held in memory at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
-import hashlib
-import os
-import stat
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +40,8 @@ from assistant.index.home import Home
 from assistant.index.store import DocumentRow, NewChunk, NewDocument
 from assistant.ingest.chunking import chunk_document
 from assistant.ingest.discovery import Skipped, discover
-from assistant.ingest.readers import Document, UnreadableFile, read_documents
+from assistant.ingest.planning import Change, FilePlan, Skip, Unchanged, plan_file, plan_removals
+from assistant.ingest.readers import Document
 
 FLUSH_CHUNKS = 256  # start embedding once this many chunks are waiting
 COMMIT_SECONDS = 5.0  # embed about this long between commits: what a kill can lose
@@ -95,42 +92,6 @@ class IngestProgress:
     files_total: int
     chunks_done: int
     path: str
-
-
-@dataclass(frozen=True)
-class Unchanged:
-    """The file is as stored. `touch` is the (size, mtime) to record when only those changed."""
-
-    path: str
-    touch: tuple[int, float] | None = None
-
-
-@dataclass(frozen=True)
-class Skip:
-    """The file is not ingested, for `reason`. `forget_stored`: it was ingested before, and as it
-    can no longer be read, its stored documents no longer stand for it."""
-
-    path: str
-    reason: str
-    forget_stored: bool = False
-
-
-@dataclass(frozen=True)
-class Change:
-    """A new or changed file: the documents whose content is new (to chunk and embed) and the keys
-    of all its documents (stored documents under other keys go). No documents: the same content
-    in new bytes (reordered rows, say), so only vanished rows go and the new stat is recorded."""
-
-    path: str
-    is_new: bool
-    documents: tuple[Document, ...]
-    keys: tuple[str, ...]
-    file_hash: str
-    size: int
-    mtime: float
-
-
-FilePlan = Unchanged | Skip | Change
 
 
 @dataclass
@@ -249,62 +210,6 @@ class _Writer:
             (self.summary.added if item.is_new else self.summary.updated).append(item.path)
 
 
-def plan_file(path: Path, stored: Sequence[DocumentRow], max_file_bytes: int) -> FilePlan:
-    """What to do with one file, given its stored documents (none: a new file).
-
-    The decision, and nothing more: the file is read (only when its size or mtime changed) but
-    nothing is written and no model is loaded. Unchanged means the same size and mtime, or
-    failing that the same SHA-256; a changed file's documents are compared by content hash, so
-    only the changed rows of a JSONL corpus are embedded again.
-    """
-    key = str(path)
-    try:
-        status = path.stat()
-        if not stat.S_ISREG(status.st_mode):
-            raise OSError(errno.EINVAL, "no longer a regular file")
-        if status.st_size > max_file_bytes:
-            return Skip(key, f"larger than {max_file_bytes // 1_000_000} MB")
-        if stored and all(
-            row.size == status.st_size and row.mtime == status.st_mtime for row in stored
-        ):
-            return Unchanged(key)
-        data = _read_regular(path)
-    except OSError as error:
-        return Skip(key, f"cannot read ({error.strerror})")
-    file_hash = hashlib.sha256(data).hexdigest()
-    if stored and all(row.file_hash == file_hash for row in stored):
-        return Unchanged(key, touch=(status.st_size, status.st_mtime))
-    try:
-        documents = list(read_documents(path, data, file_hash))
-    except UnreadableFile as error:
-        # Readable before: its old text no longer stands for the file.
-        return Skip(key, str(error), forget_stored=bool(stored))
-    old_hashes = {row.key: row.content_hash for row in stored}
-    return Change(
-        key,
-        is_new=not stored,
-        documents=tuple(d for d in documents if old_hashes.get(d.key) != d.content_hash),
-        keys=tuple(document.key for document in documents),
-        file_hash=file_hash,
-        size=status.st_size,
-        mtime=status.st_mtime,
-    )
-
-
-def plan_removals(
-    stored_under_folders: Iterable[Iterable[str]], ingested: set[str], kept: set[str]
-) -> list[str]:
-    """The stored files to forget once every file was seen: for each folder walked, the files
-    stored under it (as the store lists them) that this run neither ingested nor had to keep
-    (under a folder it could not list, say), each folder's in order."""
-    return [
-        stored
-        for paths in stored_under_folders
-        for stored in sorted(set(paths))
-        if stored not in ingested and not _under_any(stored, kept)
-    ]
-
-
 def _apply(home: Home, plan: FilePlan, summary: IngestSummary) -> list[_PendingFile]:
     """Do what `plan` says, and record it in `summary`; returns what must still be embedded,
     as groups to commit (a big file in several)."""
@@ -340,22 +245,6 @@ def _apply(home: Home, plan: FilePlan, summary: IngestSummary) -> list[_PendingF
         groups.append(_PendingFile(plan.path, plan.is_new, current, keys, last=False))
     groups[-1].last = True
     return groups
-
-
-def _read_regular(path: Path) -> bytes:
-    """The bytes of a regular file. Opened without blocking, so a file swapped for a named pipe
-    since the walk fails here instead of waiting for a writer forever."""
-    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(handle, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(handle).st_mode):
-            raise OSError(errno.EINVAL, "no longer a regular file")
-        return stream.read()
-
-
-def _under_any(path: str, folders: set[str]) -> bool:
-    """Whether `path` is one of `folders` or lies under one."""
-    candidate = Path(path)
-    return any(str(folder) in folders for folder in (candidate, *candidate.parents))
 
 
 def _prepare(home: Home, document: Document, plan: Change) -> tuple[list[str], NewDocument]:

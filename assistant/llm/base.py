@@ -24,8 +24,9 @@ class GenerationStats:
     new_tokens: int
     ttft_s: float  # seconds from the call to the first yielded piece
     generation_s: float  # seconds from the call to the end
-    stopped: str  # "eos" | "length" | "cancelled"
+    stopped: str  # "eos" | "length" | "cancelled" | "incomplete" (a remote stream cut halfway)
     first_token_s: float = 0.0  # seconds from the call to the first decoded token (a piece or not)
+    interruption: str | None = None  # why an "incomplete" answer ended early
 
     @property
     def tokens_per_s(self) -> float:
@@ -69,8 +70,9 @@ class IncrementalDecoder:
 
 class ChatModel(Protocol):
     """What the answerer and the conversation need of an engine: `torch_engine.LanguageModel`
-    (torch + transformers, every model and device) or `llamacpp.LlamaCppModel`; `loader` picks
-    one."""
+    (torch + transformers, every model and device), `llamacpp.LlamaCppModel`, or
+    `openai_engine.OpenAIModel` (a model on an OpenAI-compatible server, `openai:NAME`); `loader`
+    picks one."""
 
     name: str
     context_length: int
@@ -96,8 +98,8 @@ class ChatModel(Protocol):
 
 
 class TemplatedModel:
-    """What both engines share: prompts built with the model's chat template and counted in its
-    own tokens, checked against the context window before any decoding."""
+    """What both local engines share: prompts built with the model's chat template and counted in
+    its own tokens, checked against the context window before any decoding."""
 
     _config: Config
     _tokenizer: Any

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from assistant.config import Config
+from assistant.config import display_url as config_display_url
 from assistant.errors import ConfigError, ModelError
 from assistant.models import served_model_name
 
@@ -194,11 +195,7 @@ def is_context_overflow(error: openai.APIError) -> bool:
 
 def display_url(url: str) -> str:
     """`url` fit to show: without a password or a query string (either may hold a key)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((*urlsplit(config_display_url(url))[:3], "", ""))
 
 
 def check_settings(config: Config) -> None:

@@ -12,8 +12,9 @@ is sent. When the server reports more prompt tokens than were counted, the diffe
 margin for the next prompts.
 
 A stream cut halfway ends the answer where it was: the pieces already yielded stand, and
-`last_stats.stopped` is "incomplete" with `interruption` saying why, so the partial answer is still
-checked. Every failure before the first piece is a `ModelError` saying what to do.
+`last_stats.stopped` is "incomplete" with `interruption` (on the model and in `last_stats`) saying
+why, so the partial answer is still checked, and marked incomplete. Every failure before the first
+piece is a `ModelError` saying what to do.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ class OpenAIModel:
                 generation_s=ended - started,
                 stopped=stopped,
                 first_token_s=(first_token_at or ended) - started,
+                interruption=self.interruption if stopped == "incomplete" else None,
             )
 
     def _open(self, messages: Sequence[Mapping[str, str]], limit: int) -> Any:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,6 +33,7 @@ from assistant.chat.conversation import Folded
 from assistant.config import Config
 from assistant.errors import AssistantError, InputError
 from assistant.index.home import Home
+from assistant.index.scope import Scope, resolve_scope
 from assistant.llm.base import ChatModel
 from assistant.server import protocol
 from assistant.server.guards import ApiKeyGuard, BodyLimit
@@ -108,19 +109,29 @@ class _Endpoints:
     async def search(self, request: Request) -> Response:
         wanted = SearchRequest.parse(await _json(request))
         k = wanted.k or self.answerer.config.top_k
+        scope = await self._scope(wanted.scope)
         result = await self.queue.call(
-            lambda: self.answerer.retriever.search(wanted.query, k, wanted.mode)
+            lambda: self.answerer.retriever.search(wanted.query, k, wanted.mode, scope)
         )
+        paths = scope.paths if scope is not None else ()
         return JSONResponse(
-            protocol.search_results(result.passages, result.mode, result.milliseconds)
+            protocol.search_results(result.passages, result.mode, result.milliseconds, paths)
         )
+
+    async def _scope(self, paths: Sequence[str]) -> Scope | None:
+        """The request's scope, checked before it waits for the model: a path with nothing
+        ingested is a 400 naming it."""
+        return await asyncio.to_thread(resolve_scope, paths, self.answerer.home.store)
 
     async def chat_completions(self, request: Request) -> Response:
         chat = ChatRequest.parse(await _json(request))
         question, turns = question_and_turns(chat.messages)
+        scope = await self._scope(chat.scope)
 
         def answer_events() -> Iterator[Folded | AnswerEvent]:
-            return self.memory.conversation(turns).ask(question)
+            conversation = self.memory.conversation(turns)
+            conversation.scope = scope
+            return conversation.ask(question)
 
         identifier, created = protocol.completion_id(), protocol.now()
         if chat.stream:

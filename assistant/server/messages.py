@@ -1,11 +1,11 @@
 """Chat messages both ways: a checked answer written as a message's text, and a request's messages
 read back as the question and the earlier turns of the conversation.
 
-The text is what a chat client shows, so it says what `assistant ask` says: the checked sentences
-with the system's `[n]` citations, unsupported ones marked, then the cited sources (or, for an
-abstention, the closest passages). A client sends our earlier answers back as history; the
-decorations added here are taken off again, so a turn is carried forward as `assistant chat`
-records it.
+The text is what a chat client shows, so it says what `assistant ask` says, in the same words
+(`answer.wording`): the checked sentences with the system's `[n]` citations, unsupported ones
+marked, then the cited sources (or, for an abstention, the closest passages). A client sends our
+earlier answers back as history; the decorations added here are taken off again, so a turn is
+carried forward as `assistant chat` records it.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from collections.abc import Sequence
 
 from assistant.answer.memory import Turn
 from assistant.answer.pipeline import Answer
+from assistant.answer.wording import (
+    CLOSEST_HEADING,
+    EXTRACTIVE_NOTE,
+    SOURCES_HEADING,
+    UNSUPPORTED_MARK,
+    flagged,
+)
 from assistant.server.protocol import Message, ProtocolError
 
-UNSUPPORTED_MARK = " (not found in your documents)"
-EXTRACTIVE_NOTE = "Quoted from your documents (most of the model's own answer was not supported):"
-SOURCES_HEADING = "Sources:"
-CLOSEST_HEADING = "Closest passages (they do not answer it):"
 # A client may fold the streamed draft (`reasoning_content`) into the message it sends back, as
 # Open WebUI's `<details type="reasoning">` block or a `<think>` block: not part of the answer.
 _DRAFT = re.compile(r"<details\b[^>]*>.*?</details>|<think>.*?</think>", re.DOTALL | re.IGNORECASE)
@@ -43,9 +46,7 @@ def _body(answer: Answer) -> str:
     if not shown:
         return answer.text
     parts = [
-        sentence.display
-        if sentence.supported or not sentence.is_claim
-        else sentence.display + UNSUPPORTED_MARK
+        sentence.display + UNSUPPORTED_MARK if flagged(sentence) else sentence.display
         for sentence in shown
     ]
     text = " ".join(parts)

@@ -1,15 +1,19 @@
 """The OpenAI wire format the server speaks: requests read and checked, responses built as JSON.
 
 Only what answering from documents needs is read from a request: the messages, `stream` and
-`stream_options.include_usage`. Sampling settings (`temperature`, `max_tokens`, ...) are accepted
-and ignored: the server's own settings decide (greedy by default), as for `assistant ask`, because
-the checked answer depends on them. The client's system messages are ignored too: the assistant's
-rules (answer from the passages, cite them) are its system prompt.
+`stream_options.include_usage`, and our own optional `scope` (as in `/v1/search`): a list of
+ingested folders or files, as paths on the server's machine, to search under instead of everywhere.
+Sampling settings (`temperature`, `max_tokens`, ...) are accepted and ignored: the server's own
+settings decide (greedy by default), as for `assistant ask`, because the checked answer depends on
+them. The client's system messages are ignored too: the assistant's rules (answer from the
+passages, cite them) are its system prompt.
 
 Responses are OpenAI's `chat.completion` and `chat.completion.chunk` objects with two extra fields
 that clients which do not know them skip: `citations` (the passages the answer cites: source,
 lines or page, heading, text) and `grounding` (whether the answer abstained and why, the query
-searched, the passages retrieved, and each sentence's verdict). While streaming, the model's
+searched, the passages retrieved, each sentence's verdict, and `incomplete` with the reason when
+the model server behind the assistant broke off the answer: what arrived was checked, and
+`finish_reason` stays "stop", since the token limit did not end it). While streaming, the model's
 unchecked draft comes as `reasoning_content` (shown as "thinking" by clients that know the field,
 such as Open WebUI) and the checked answer as `content` once it has been checked.
 """
@@ -49,6 +53,7 @@ class ChatRequest:
     messages: tuple[Message, ...]
     stream: bool = False
     include_usage: bool = False
+    scope: tuple[str, ...] = ()  # search only under these paths; empty: every document
 
     @classmethod
     def parse(cls, body: object) -> ChatRequest:
@@ -64,16 +69,18 @@ class ChatRequest:
             raise ProtocolError("`n` must be 1: the server gives one checked answer")
         options = fields.get("stream_options") or {}
         include_usage = bool(isinstance(options, Mapping) and options.get("include_usage"))
-        return cls(messages, stream, include_usage)
+        return cls(messages, stream, include_usage, _scope(fields))
 
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """A `POST /v1/search` body, checked: `query`, and optionally `k` (or `top_k`) and `mode`."""
+    """A `POST /v1/search` body, checked: `query`, and optionally `k` (or `top_k`), `mode` and
+    `scope`."""
 
     query: str
     k: int | None = None
     mode: RetrievalMode | None = None
+    scope: tuple[str, ...] = ()  # search only under these paths; empty: every document
 
     @classmethod
     def parse(cls, body: object) -> SearchRequest:
@@ -90,7 +97,17 @@ class SearchRequest:
         modes = get_args(RetrievalMode)
         if mode is not None and mode not in modes:
             raise ProtocolError(f"`mode` must be one of {', '.join(modes)}")
-        return cls(" ".join(query.split()), k, mode)
+        return cls(" ".join(query.split()), k, mode, _scope(fields))
+
+
+def _scope(fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The optional `scope`: a list of paths (ingested folders or files) on the server."""
+    scope = fields.get("scope")
+    if scope is None:
+        return ()
+    if not isinstance(scope, list) or not all(isinstance(p, str) and p.strip() for p in scope):
+        raise ProtocolError("`scope` must be a list of paths (ingested folders or files)")
+    return tuple(scope)
 
 
 def _object(body: object) -> Mapping[str, Any]:
@@ -218,11 +235,14 @@ def passage_fields(passage: Passage) -> dict[str, Any]:
 
 def grounding(answer: Answer) -> dict[str, Any]:
     """How the answer was checked: abstained or not (and why), what was searched, the passages
-    the prompt held, and each sentence's verdict."""
+    the prompt held, and each sentence's verdict; `incomplete` and `interruption` only when the
+    model server broke off the answer."""
+    cut = {"incomplete": True, "interruption": answer.interruption} if answer.incomplete else {}
     return {
         "abstained": answer.abstained,
         "reason": answer.grounded.reason,
         "query": answer.query,
+        "scope": list(answer.scope),
         "retrieved": [
             {"n": number, "source": passage.source, "location": passage.location}
             for number, passage in enumerate(answer.passages, start=1)
@@ -235,11 +255,15 @@ def grounding(answer: Answer) -> dict[str, Any]:
             }
             for sentence in answer.grounded.sentences
         ],
+        **cut,
     }
 
 
-def search_results(passages: Sequence[Passage], mode: str, milliseconds: float) -> dict[str, Any]:
-    """The `POST /v1/search` response: the passages, best first."""
+def search_results(
+    passages: Sequence[Passage], mode: str, milliseconds: float, scope: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The `POST /v1/search` response: the passages, best first, and the paths searched under
+    (empty: every document)."""
     return {
         "object": "list",
         "data": [
@@ -247,6 +271,7 @@ def search_results(passages: Sequence[Passage], mode: str, milliseconds: float) 
             for passage in passages
         ],
         "mode": mode,
+        "scope": list(scope),
         "milliseconds": round(milliseconds, 1),
     }
 

@@ -44,13 +44,13 @@ def test_chat_without_streaming_or_colour_shows_the_model(
         dimensions=(50, 120),
     )
     child.logfile_read = io.StringIO()  # everything the terminal shows
-    child.expect("you› ")
+    child.expect("you›")
     child.sendline("/model")
     child.expect(r"engine +(LanguageModel|LlamaCppModel)")
-    child.expect("you› ")
+    child.expect("you›")
     child.sendline("What does the KV cache store?")
     child.expect(["Sources:", "couldn't find"])
-    child.expect("you› ")
+    child.expect("you›")
     answered = child.before or ""
     child.sendline("/exit")
     child.expect(pexpect.EOF)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,31 @@ def test_chat_in_a_terminal(sample_environment: dict[str, str]) -> None:
     assert resumed.exitstatus == 0
 
 
+def test_chat_history_is_recalled_in_the_next_session(sample_environment: dict[str, str]) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    first = _spawn(sample_environment, "history-1")
+    first.expect(PROMPT)
+    first.sendline("Who painted the Mona Lisa?")  # abstains before generating: quick
+    first.expect("couldn't find")
+    first.expect(PROMPT)
+    first.sendcontrol("d")
+    first.expect(pexpect.EOF)
+    first.close()
+    assert first.exitstatus == 0
+
+    second = _spawn(sample_environment, "history-2")  # another session, the same home
+    second.expect(PROMPT)
+    second.send("\x1b[A")  # up-arrow: the last question of the session before
+    second.expect("Mona Lisa")
+    second.send("\r")
+    second.expect("couldn't find")
+    second.expect(PROMPT)
+    second.sendcontrol("d")
+    second.expect(pexpect.EOF)
+    second.close()
+    assert second.exitstatus == 0
+
+
 def test_chat_reads_questions_from_a_pipe(sample_environment: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "assistant", "chat", "--session", "pipe"],
@@ -78,6 +104,11 @@ def test_chat_reads_questions_from_a_pipe(sample_environment: dict[str, str]) ->
     assert result.returncode == 0, result.stderr
     assert "I couldn't find this in your documents." in result.stdout
     assert "Traceback" not in result.stderr
+    # Questions from a pipe are not typed ones: the prompt's history is not read or written.
+    history = Path(sample_environment["ASSISTANT_HOME"]) / "chat_history"
+    assert "Who wrote the novel Frankenstein?" not in (
+        history.read_text() if history.exists() else ""
+    )
 
     sessions = subprocess.run(
         [sys.executable, "-m", "assistant", "sessions", "--json"],

@@ -99,7 +99,8 @@ def test_hallucination_suite_on_a_halueval_slice(
     _invoke(environment, "eval", "hallucination", "--data", str(data), "--limit", "10",
             "--json-out", str(out), "--records", str(records))  # fmt: skip
     report = _check_report(out, "hallucination", 10)
-    assert set(report["metrics"]) == {"accuracy", "precision", "recall", "f1"}  # type: ignore[arg-type]
+    metrics = {"accuracy", "balanced_accuracy", "precision", "recall", "f1"}
+    assert set(report["metrics"]) == metrics  # type: ignore[arg-type]
     assert len(records.read_text().splitlines()) == 20  # right and hallucinated answer per row
 
 

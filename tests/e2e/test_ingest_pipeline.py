@@ -22,7 +22,7 @@ import assistant.ingest.pipeline as ingest_module
 from assistant.cli.app import app
 from assistant.config import Config
 from assistant.embed.embedder import Embedder
-from assistant.ingest.pipeline import discover
+from assistant.ingest.discovery import discover
 from tests.conftest import REPOSITORY, SAMPLE_CORPUS
 
 

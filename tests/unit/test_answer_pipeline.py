@@ -252,4 +252,6 @@ def test_the_json_holds_reasons_and_timings_as_before(home: Home) -> None:
         "retrieval_ms", "ttft_ms", "gave_up", "generation_s", "tokens", "tokens_per_s", "total_s"
     ]  # fmt: skip
     assert (timings["gave_up"], timings["tokens"]) == (1.0, 0.0)  # the scripted model counts none
+    # `incomplete` is written only for an answer a model server broke off.
+    assert not stopped.incomplete and "incomplete" not in stopped.as_dict()
     assert all(isinstance(value, float) for value in timings.values())

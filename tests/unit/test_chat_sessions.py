@@ -25,6 +25,9 @@ def test_turns_persist_and_resume(sessions: Sessions) -> None:
     assert resumed.history[1].interrupted
     # An interrupted turn is on record but not fed back to the model.
     assert resumed.recent_turns() == [Turn("What is a KV cache?", "It stores keys [1].")]
+    # One the model server broke off halfway is fed back with what of it was checked.
+    sessions.record(resumed, "And values?", "It stores values [1].", interrupted=True)
+    assert sessions.open("work").recent_turns()[-1] == Turn("And values?", "It stores values [1].")
 
 
 def test_fold_and_reset(sessions: Sessions) -> None:

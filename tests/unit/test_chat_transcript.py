@@ -43,6 +43,13 @@ def test_markdown_marks_new_conversations_and_stopped_answers() -> None:
     assert "_No turns yet._" in transcript_markdown(session())
 
 
+def test_an_answer_broken_off_halfway_keeps_what_was_checked_and_says_it_stopped() -> None:
+    broken = RecordedTurn("q", "Half of it. [1]", False, True, [LINES], 1, 0.0)
+    text = transcript_markdown(session(broken))
+    assert text.index("Half of it. [1]") < text.index("_(stopped before the answer was complete)_")
+    assert text.index("stopped before") < text.index("Sources:")
+
+
 def test_json_keeps_every_field_and_other_formats_are_refused() -> None:
     data = json.loads(transcript_text(session(turn("q", "a [1]", [LINES])), "json"))
     assert data["session"] == "shared" and data["turns"][0]["citations"] == [LINES]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -391,3 +392,171 @@ def test_no_escape_codes_with_no_color_or_into_a_pipe(run) -> None:  # type: ign
     assert "\x1b[" not in run("sessions").stdout  # not a terminal
     result = run("ingest", "/nonexistent/folder", FORCE_COLOR="1", NO_COLOR="1")
     assert result.exit_code == 1 and result.stderr.startswith("error: no such file")
+
+
+def test_an_answer_the_model_server_broke_off_is_marked_everywhere(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`ask` (its note and `--json`) and `chat` (its session) over a stream cut halfway, from a
+    real loopback server (`tests/fake_openai_server.py`)."""
+    from tests.fake_openai_server import Script, fake_server
+
+    folder = tmp_path / "kv"
+    folder.mkdir()
+    (folder / "kv-cache.md").write_text(
+        "# The KV cache\n\nThe KV cache stores the keys and values of all previous tokens, for "
+        "every layer.\nIt trades memory for compute.\n"
+    )
+    assert run("ingest", str(folder)).exit_code == 0
+    question = "What does the KV cache store?"
+    pieces = ("The KV cache stores the keys and values", " of all previous tokens.", " It")
+    with fake_server(Script(pieces=pieces, mode="cut", cut_after=2)) as (url, _):
+        remote = {"ASSISTANT_MODEL": "openai:fake", "ASSISTANT_OPENAI_BASE_URL": url}
+        asked = run("ask", question, "--json", **remote)
+        shown = run("ask", question, **remote)
+        chatted = run("chat", "--session", "cut", input=question + "\n", **remote)
+    assert asked.exit_code == 0, asked.output
+    data = json.loads(asked.stdout)
+    assert data["incomplete"] is True and data["interruption"].startswith("the stream broke off")
+    assert not data["abstained"] and data["timings"]["incomplete"] == 1.0
+    note = (
+        f"the model server broke off the answer: {data['interruption']}; what arrived was checked"
+    )
+    assert shown.exit_code == 0 and note in shown.stdout
+    assert chatted.exit_code == 0 and note in chatted.stdout
+    exported = run("sessions", "export", "cut", "--format", "md").stdout
+    assert exported.index("keys and values") < exported.index("stopped before the answer")
+
+
+def test_info_on_a_remote_model_shows_no_torch_kernels(run) -> None:  # type: ignore[no-untyped-def]
+    model = ("--model", "openai:llama3")
+    details = json.loads(run("info", *model, "--json").stdout)
+    assert details["engine"].startswith("openai (an OpenAI-compatible server at http")
+    assert details["language_model"] == "openai:llama3"
+    assert not {"device", "attention_kernel", "torch_kernels"} & set(details)
+    shown = run("info", *model)
+    assert shown.exit_code == 0 and "openai" in shown.stdout and "torch_" not in shown.stdout
+    assert "openai:NAME" in run("ask", "--help").output
+
+
+@pytest.fixture
+def scoped_docs(tmp_path: Path) -> Path:
+    """Four files about the KV cache under main/ and two about bread under side/."""
+    folder = tmp_path / "scoped"
+    (folder / "main").mkdir(parents=True)
+    (folder / "side").mkdir()
+    for number in range(4):
+        (folder / "main" / f"cache-{number}.md").write_text(
+            f"# Cache {number}\n\nThe KV cache stores the keys and values of past tokens.\n"
+        )
+    for grain in ("rye", "spelt"):
+        (folder / "side" / f"{grain}.md").write_text(
+            f"# {grain.title()}\n\nSourdough {grain} bread needs flour, water and salt.\n"
+        )
+    return folder
+
+
+def test_search_and_ask_take_a_scope(run, scoped_docs: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.fake_openai_server import Script, fake_server
+
+    assert run("ingest", str(scoped_docs)).exit_code == 0
+    side = scoped_docs / "side"
+    result = run("search", "what does the KV cache store", "--in", str(side), "-k", "2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"in: {side}\n")
+    assert (
+        "rye.md" in result.stdout and "spelt.md" in result.stdout and "cache-" not in result.stdout
+    )
+    result = run("search", "cache", "--json", "--in", str(side / "rye.md"), "--in", str(side))
+    assert {Path(hit["source"]).name for hit in json.loads(result.stdout)} == {"rye.md", "spelt.md"}
+
+    # Nothing under the path: one error naming it, before any model loads (none would answer).
+    nowhere = scoped_docs / "Side"
+    for command in (("search", "cache"), ("ask", "What?", "--model", "openai:fake"), ("chat",)):
+        result = run(*command, "--in", str(nowhere), ASSISTANT_OPENAI_BASE_URL="http://127.0.0.1:9")
+        assert result.exit_code == 1, result.output
+        assert (
+            result.stderr
+            == f"error: nothing ingested under {nowhere}; see `assistant docs` for what is\n"
+        )
+
+    with fake_server(Script(pieces=("Sourdough bread needs flour, water and salt.",))) as (
+        url,
+        recorded,
+    ):
+        arguments = ("--in", str(side), "--model", "openai:fake")
+        result = run(
+            "ask",
+            "What does the KV cache store?",
+            *arguments,
+            "--json",
+            ASSISTANT_OPENAI_BASE_URL=url,
+        )
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.stdout)
+        assert answer["scope"] == [str(side)]
+        assert {Path(hit["source"]).parent for hit in answer["retrieved"]} == {side}
+        result = run(
+            "ask",
+            "What does sourdough need?",
+            *arguments,
+            "--no-stream",
+            ASSISTANT_OPENAI_BASE_URL=url,
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"in: {side}\n")
+        unscoped = run(
+            "ask",
+            "What does sourdough need?",
+            "--model",
+            "openai:fake",
+            "--json",
+            ASSISTANT_OPENAI_BASE_URL=url,
+        )
+        assert json.loads(unscoped.stdout)["scope"] == []
+    prompts = [json.dumps(body["messages"]) for _, body in recorded.chat_requests()]
+    assert prompts and "Sourdough rye bread" in prompts[0] and "KV cache stores" not in prompts[0]
+
+
+def test_chat_in_sets_and_clears_the_scope(run, scoped_docs: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.fake_openai_server import Script, fake_server
+
+    assert run("ingest", str(scoped_docs)).exit_code == 0
+    side, main = scoped_docs / "side", scoped_docs / "main"
+    lines = [
+        "What does sourdough bread need?",  # scoped by --in to side/
+        f"/in {main}/cache-1.md '{main}/cache-2.md'",
+        "What does the KV cache store?",
+        f"/in {scoped_docs}/nowhere",  # refused: the scope stays as it was
+        "What does the KV cache store of past tokens?",
+        "/in",
+        "What does sourdough rye bread need?",
+    ]
+    with fake_server(Script(pieces=("It stores keys and values.",))) as (url, recorded):
+        result = run(
+            "chat",
+            "--in",
+            str(side),
+            "--model",
+            "openai:fake",
+            input="\n".join(lines) + "\n",
+            ASSISTANT_OPENAI_BASE_URL=url,
+        )
+    assert result.exit_code == 0, result.output
+    output = result.stdout
+    assert f"Searching only in: {main}/cache-1.md, {main}/cache-2.md" in output
+    assert f"nothing ingested under {scoped_docs}/nowhere" in output
+    assert "Searching all your documents." in output
+    headers = [line for line in output.splitlines() if line.startswith("in: ")]
+    assert headers == [
+        f"in: {side}",
+        f"in: {main}/cache-1.md, {main}/cache-2.md",
+        f"in: {main}/cache-1.md, {main}/cache-2.md",
+    ]
+    # The files of the passages each question was given: the last one's from anywhere.
+    given = [
+        set(re.findall(r"/scoped/(\w+/[\w-]+\.md)", json.dumps(body["messages"])))
+        for _, body in recorded.chat_requests()
+    ]
+    assert len(given) == 4
+    assert given[0] == {"side/rye.md", "side/spelt.md"}
+    assert given[1] == given[2] == {"main/cache-1.md", "main/cache-2.md"}
+    assert "side/rye.md" in given[3] and len(given[3]) > 2

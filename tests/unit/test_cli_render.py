@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from assistant.answer.pipeline import Answer
+from assistant.answer.pipeline import Answer, Timings
 from assistant.cli.render import display_location, shorten, show_answer
 from assistant.grounding.checker import GroundedAnswer, SentenceCheck
 from assistant.index.passage import Passage
@@ -50,6 +51,20 @@ def test_a_k_cut_by_the_context_window_is_said(terminal: bool) -> None:
 @pytest.mark.parametrize("terminal", [False, True])
 def test_a_k_used_as_asked_needs_no_note(terminal: bool) -> None:
     assert "cut" not in printed(answer(5, 5), terminal)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_an_answer_the_model_server_broke_off_says_so_in_one_line(terminal: bool) -> None:
+    cut = replace(
+        answer(5, 5), timings=Timings(incomplete=True), interruption="the stream broke off: reset"
+    )
+    text = printed(cut, terminal)
+    note = (
+        "the model server broke off the answer: the stream broke off: reset; what arrived was "
+        "checked\n"
+    )
+    assert f"{SENTENCE} [1]" in text and text.index("Sources:") < text.index(note)
+    assert "broke off" not in printed(answer(5, 5), terminal)
 
 
 def test_without_streaming_a_terminal_gets_only_the_checked_answer() -> None:

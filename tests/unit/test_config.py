@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -124,14 +125,32 @@ def test_one_setting_from_the_environment_for_code_without_a_config() -> None:
     assert Config.from_environment("prompts_dir", {"ASSISTANT_PROMPTS_DIR": "~/p"}) == "~/p"
 
 
-def test_only_config_reads_assistant_variables() -> None:
-    reads = re.compile(r"(environ|getenv)\b.*[\"']ASSISTANT_")
-    readers = [
-        str(path.relative_to(PACKAGE))
-        for path in PACKAGE.rglob("*.py")
-        if path.name != "config.py" and reads.search(path.read_text())
-    ]
-    assert readers == []
+# The secrets, read where they are used so that no Config (nor `assistant info`) holds one.
+SECRETS = {
+    "ASSISTANT_OPENAI_API_KEY": "llm/openai_client.py",
+    "ASSISTANT_API_KEY": "cli/serve.py",
+}
+
+
+def test_only_config_reads_assistant_variables_but_the_two_secrets() -> None:
+    reads = re.compile(r"(?:environ|getenv)\b.*[\"'](ASSISTANT_[A-Z0-9_]*)")
+    # A variable named whole in a module that reads the environment (`environ`, `getenv`, or
+    # typer's `envvar=`), possibly through a constant: what such a module may read.
+    environment = re.compile(r"\b(environ|getenv|envvar)\b")
+    named = re.compile(r"[\"'](ASSISTANT_[A-Z0-9_]+)[\"']")
+    readers: set[tuple[str, str]] = set()
+    for path in PACKAGE.rglob("*.py"):
+        module = str(path.relative_to(PACKAGE))
+        if module == "config.py":
+            continue
+        text = path.read_text()
+        readers.update((module, name) for name in reads.findall(text))
+        if environment.search(text):
+            readers.update((module, name) for name in named.findall(text))
+    assert readers == {(module, name) for name, module in SECRETS.items()}
+    assert not {name.removeprefix("ASSISTANT_").lower() for name in SECRETS} & {
+        field.name for field in dataclasses.fields(Config)
+    }
 
 
 def test_omp_wait_policy_is_set_once_before_torch_loads() -> None:
@@ -150,3 +169,119 @@ def test_omp_wait_policy_is_set_once_before_torch_loads() -> None:
         check=True,
     )
     assert imported.stdout.strip() == "PASSIVE"
+
+
+# config.toml in the home: under the environment and the flags, checked key by key.
+
+
+def _home_with(tmp_path: Path, text: str) -> Path:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(text)
+    return home
+
+
+def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
+    home = _home_with(
+        tmp_path,
+        "top_k = 8\n[generation]\ntemperature = 1\nmax_new_tokens = 99\n"
+        '[retrieval]\nretrieval_mode = "lexical"\nrewrite_follow_ups = false\n',
+    )
+    environ = {"ASSISTANT_HOME": str(home), "ASSISTANT_MAX_NEW_TOKENS": "50"}
+    config = Config.load(environ=environ, retrieval_mode="dense")
+    assert config.top_k == 8 and config.temperature == 1.0 and config.rewrite_follow_ups is False
+    assert config.max_new_tokens == 50  # the environment over the file
+    assert config.retrieval_mode == "dense"  # the flag over both
+    origins = Config.origins(environ=environ, retrieval_mode="dense", top_k=None)
+    assert origins["top_k"] == "config.toml" and origins["temperature"] == "config.toml"
+    assert origins["max_new_tokens"] == "environment" and origins["home"] == "environment"
+    assert origins["retrieval_mode"] == "flag" and origins["seed"] == "default"
+    assert set(origins) == {item.name for item in config.settings()}
+    # The home given as a flag is where the file is read from.
+    flagged = Config.load(environ={}, home=home)
+    assert flagged.top_k == 8 and flagged.config_file == home / "config.toml"
+    assert Config.origins(environ={}, home=home)["home"] == "flag"
+
+
+def test_no_config_file_is_all_defaults(tmp_path: Path) -> None:
+    environ = {"ASSISTANT_HOME": str(tmp_path / "absent")}
+    assert Config.load(environ=environ).top_k == 5
+    assert set(Config.origins(environ=environ).values()) == {"default", "environment"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("colour = 'red'\n", "unknown setting 'colour'"),
+        ("[retrieval]\ntop_kk = 3\n", r"unknown setting '\[retrieval\] top_kk'"),
+        ("[colours]\nred = 1\n", r"unknown section \[colours\]"),
+        ("[generation]\ntop_k = 3\n", r"top_k belongs under \[retrieval\], not \[generation\]"),
+        ("top_k = '8'\n", "top_k must be a whole number"),
+        ("top_k = 2.5\n", "top_k must be a whole number"),
+        ("debug = 1\n", "debug must be true or false"),
+        ("temperature = true\n", "temperature must be a number"),
+        ("retrieval_mode = 'fuzzy'\n", "retrieval_mode must be dense, lexical or hybrid"),
+        ("home = '/elsewhere'\n", "the home cannot be set in its own config file"),
+        ("openai_api_key = 'sk-1'\n", "secrets are never read from a file"),
+        ("[engine]\napi_key = 'sk-1'\n", "secrets are never read from a file"),
+        ("top_k = \n", "is not valid TOML"),
+    ],
+)
+def test_config_file_mistakes_name_the_file_and_the_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    home = _home_with(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as raised:
+        Config.load(environ={"ASSISTANT_HOME": str(home)})
+    assert str(home / "config.toml") in str(raised.value)
+
+
+def test_config_file_serves_code_without_a_config(tmp_path: Path) -> None:
+    home = _home_with(tmp_path, "debug = true\n[paths]\nprompts_dir = '~/p'\n")
+    environ = {"ASSISTANT_HOME": str(home)}
+    assert Config.from_environment("debug", environ) is True
+    assert Config.from_environment("prompts_dir", environ) == "~/p"
+    assert Config.from_environment("debug", environ | {"ASSISTANT_DEBUG": "no"}) is False
+    (home / "config.toml").write_text("debug = 'maybe'\n")  # load reports it; here it is unset
+    assert Config.from_environment("debug", environ) is False
+
+
+def test_info_shows_where_settings_come_from(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from assistant.cli.app import app
+
+    home = _home_with(tmp_path, "[retrieval]\ntop_k = 8\n[generation]\ntemperature = 0.5\n")
+    environment = {"ASSISTANT_HOME": "", "ASSISTANT_TEMPERATURE": "0.25", "COLUMNS": "300"}
+    runner = CliRunner()
+    result = runner.invoke(app, ["info", "--json", "--home", str(home)], env=environment)
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.output)
+    assert details["config_file"] == str(home / "config.toml")
+    settings = details["settings"]
+    assert settings["top_k"] == {"value": 8, "source": "config.toml"}
+    assert settings["temperature"] == {"value": 0.25, "source": "environment"}
+    assert settings["home"] == {"value": str(home), "source": "flag"}
+    assert settings["seed"] == {"value": 0, "source": "default"}
+
+    result = runner.invoke(app, ["info", "--home", str(home)], env=environment)
+    assert result.exit_code == 0, result.output
+    assert "top_k=8 (config.toml)" in result.output
+    assert "temperature=0.25 (environment)" in result.output
+    assert "seed=" not in result.output  # at its default: not listed
+
+
+def test_a_bad_config_file_is_one_clear_error(tmp_path: Path) -> None:
+    home = _home_with(tmp_path, "[retrieval]\ntopk = 8\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", "docs", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: {home / 'config.toml'}: unknown setting '[retrieval] topk' "
+        "(`assistant info --json` lists them)"
+    )

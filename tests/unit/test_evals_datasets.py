@@ -16,6 +16,7 @@ from assistant.evals.datasets import (
     load_halueval,
     load_qa_items,
     read_jsonl,
+    select_articles,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -312,6 +313,34 @@ def test_balanced_sample_limit_beyond_size_and_zero() -> None:
     assert balanced_sample(items, limit=0, seed=0) == []
     with pytest.raises(ValueError, match="must not be negative"):
         balanced_sample(items, limit=-1, seed=0)
+
+
+# --------------------------------------------------------------------------------------------
+# select_articles
+# --------------------------------------------------------------------------------------------
+
+
+def titled(*titles: str | None) -> list[QAItem]:
+    return [
+        QAItem(f"q{index}", "q", (), True, f"{title}#0", title)
+        for index, title in enumerate(titles)
+    ]
+
+
+def test_select_articles_keeps_the_titles_in_file_order() -> None:
+    items = titled("Warsaw", "Oxygen", "Jacksonville,_Florida", None, "Warsaw")
+    chosen = select_articles(items, ["Warsaw", "Jacksonville,_Florida"])
+    assert [item.id for item in chosen] == ["q0", "q2", "q4"]
+
+
+def test_select_articles_without_titles_keeps_everything() -> None:
+    items = titled("Warsaw", None)
+    assert select_articles(items, []) == items
+
+
+def test_select_articles_refuses_an_unknown_title() -> None:
+    with pytest.raises(EvalDataError, match="'Warsw'"):
+        select_articles(titled("Warsaw"), ["Warsaw", "Warsw"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from assistant.config import Config
 from assistant.errors import IndexStateError, StoreError
@@ -22,6 +23,7 @@ from assistant.index.pgvectors import PgVectorIndex
 from assistant.index.schema import MIGRATIONS, POSTGRESQL_ONLY, pending_migrations
 from assistant.index.store import NewChunk, NewDocument, Store
 from tests.fakes import DIMENSIONS, fake_embed
+from tests.postgres import PASSWORD_ROLE, Server
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -129,15 +131,20 @@ def test_a_home_of_another_dimension_is_refused(postgres_url: str) -> None:
 
 
 class FakeEmbedder:
-    """The bag-of-words fake with the parts of `Embedder` that ingest uses."""
+    """The bag-of-words fake with the parts of `Embedder` that ingest uses; `seconds` per text
+    stands for a model's time, so that two ingests overlap."""
 
     dimension = DIMENSIONS
     chunk_limit = 256
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(text.split()) for text in texts]
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        time.sleep(self.seconds * len(texts))
         return fake_embed(texts).astype(np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -171,14 +178,19 @@ def test_a_postgresql_home_searches_every_mode_and_reports_its_backend(
 INGEST = textwrap.dedent(
     """
     import sys
+    import time
     from pathlib import Path
     from assistant.config import Config
     from assistant.index.home import Home
     from assistant.ingest.pipeline import IngestSummary, ingest
     from tests.unit.test_index_postgres import FakeEmbedder
 
-    url, home_folder, folder = sys.argv[1:]
-    home = Home(Config.load(environ={}, home=Path(home_folder), database_url=url), FakeEmbedder())
+    url, home_folder, folder, ready, other = sys.argv[1:]
+    config = Config.load(environ={}, home=Path(home_folder), database_url=url)
+    home = Home(config, FakeEmbedder(seconds=0.02))
+    Path(ready).touch()
+    while not Path(other).exists():  # start together
+        time.sleep(0.01)
     with home.writing():
         summary = list(ingest(home, [Path(folder)]))[-1]
     assert isinstance(summary, IngestSummary)
@@ -201,14 +213,23 @@ def test_two_processes_ingest_into_one_database_at_once(tmp_path: Path, postgres
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", INGEST, postgres_url, str(tmp_path / "home"), str(folder)],
+            [
+                sys.executable,
+                "-c",
+                INGEST,
+                postgres_url,
+                str(tmp_path / "home"),
+                str(folder),
+                str(tmp_path / f"{folder.name}.ready"),
+                str(tmp_path / f"{other.name}.ready"),
+            ],
             env=environment,
             cwd=REPOSITORY,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for folder in folders
+        for folder, other in zip(folders, reversed(folders), strict=True)
     ]  # one home folder for both, as two workers on one machine would share it
     for run in runs:
         output, errors = run.communicate(timeout=300)
@@ -232,17 +253,25 @@ def test_two_processes_ingest_into_one_database_at_once(tmp_path: Path, postgres
                 "(SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
             )
         ).scalar_one()
+        spans = connection.execute(
+            text(
+                "SELECT min(ingested_at), max(ingested_at) FROM documents "
+                "GROUP BY path LIKE '%/left/%' ORDER BY 1"
+            )
+        ).all()
     assert (duplicates, orphans, miscounted) == (0, 0, 0)
+    assert spans[1][0] < spans[0][1], spans  # the two ingests really ran at the same time
     assert store.counts()["documents"] == 80
     config = Config.load(environ={}, home=tmp_path / "home", database_url=postgres_url)
     home = Home(config, FakeEmbedder())  # type: ignore[arg-type]
     assert (
         home.index.differences(store)[0].size == 0 and len(home.index) == store.counts()["chunks"]
     )
-    for word in ("wordleft7", "wordright31"):
+    for name, number in (("left", 7), ("right", 31)):
+        query = f"note {number} of the {name} folder: word{name}{number}"
         for mode in ("dense", "lexical", "hybrid"):
-            passages = home.retriever().search(word, 1, mode).passages
-            assert passages and word in passages[0].text, (word, mode)
+            passages = home.retriever().search(query, 1, mode).passages
+            assert passages[0].source.endswith(f"{name}{number}.md"), (query, mode)
     home.close()
 
 
@@ -260,6 +289,33 @@ def test_errors_name_the_cause_and_never_the_password(postgres_server: object) -
     assert "s3cret" not in str(caught.value)
 
 
+def test_wrong_credentials_give_one_clear_error_without_the_password(
+    tmp_path: Path, postgres_server: Server
+) -> None:
+    from typer.testing import CliRunner
+
+    from assistant.cli.app import app
+
+    postgres_server.password_role("right-pass")
+    url = postgres_server.url().replace("postgres@", f"{PASSWORD_ROLE}:{{}}@")
+    engine = create_engine(url.format("right-pass"))
+    with engine.connect() as connection:  # the role can log in: only the password will be wrong
+        assert connection.execute(text("SELECT current_user")).scalar_one() == PASSWORD_ROLE
+    engine.dispose()
+    with pytest.raises(StoreError, match="refused the credentials") as caught:
+        Store(url.format("s3cret-pass"))
+    assert "s3cret" not in str(caught.value) and f"{PASSWORD_ROLE}:***@" in str(caught.value)
+
+    environment = {
+        "ASSISTANT_HOME": str(tmp_path / "home"),
+        "ASSISTANT_DATABASE_URL": url.format("s3cret-pass"),
+    }
+    result = CliRunner().invoke(app, ["info"], env=environment)
+    assert result.exit_code == 1 and "s3cret" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "refused the credentials" in lines[0], result.output
+
+
 def test_a_database_without_pgvector_says_how_to_enable_it() -> None:
     from types import SimpleNamespace
 
@@ -271,3 +327,20 @@ def test_a_database_without_pgvector_says_how_to_enable_it() -> None:
     with pytest.raises(StoreError, match="CREATE EXTENSION vector;") as caught:
         postgres.translator(display_url(url))(context)
     assert "s3cret" not in str(caught.value) and "team:***@db.example" in str(caught.value)
+
+
+def test_info_shows_the_backend_and_masks_the_password(tmp_path: Path, postgres_url: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from assistant.cli.app import app
+
+    url = postgres_url.replace("postgres@", "postgres:s3cret-pass@")  # trust: any password
+    environment = {"ASSISTANT_HOME": str(tmp_path / "home"), "ASSISTANT_DATABASE_URL": url}
+    result = CliRunner().invoke(app, ["info", "--json"], env=environment)
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.output)
+    assert details["backend"] == "postgresql+pgvector" and details["lexical_search"] is True
+    assert "s3cret" not in result.output and "postgres:***@" in details["database"]
+    assert details["index_state"] == "pgvector in the database, none yet"

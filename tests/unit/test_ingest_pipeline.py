@@ -13,17 +13,9 @@ from assistant.errors import BusyError, InputError
 from assistant.index.home import Home
 from assistant.index.store import DocumentRow
 from assistant.index.vectors import VectorIndex
-from assistant.ingest.pipeline import (
-    Change,
-    IngestProgress,
-    IngestSummary,
-    Skip,
-    Unchanged,
-    discover,
-    ingest,
-    plan_file,
-    plan_removals,
-)
+from assistant.ingest.discovery import discover
+from assistant.ingest.pipeline import IngestProgress, IngestSummary, ingest
+from assistant.ingest.planning import Change, Skip, Unchanged, plan_file, plan_removals
 from tests.conftest import REPOSITORY
 
 

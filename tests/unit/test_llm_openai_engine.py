@@ -288,3 +288,8 @@ def test_the_answerer_checks_a_partial_answer(tmp_path: Path, embedder: Embedder
     assert answer.grounded.raw_answer == "".join(pieces[:2])
     assert not answer.abstained and answer.cited_numbers() == [1]
     assert model.last_stats is not None and model.last_stats.stopped == "incomplete"
+    # The answer says so, with the engine's reason, in `--json` too.
+    assert answer.incomplete and answer.interruption == model.interruption
+    data = answer.as_dict()
+    assert data["incomplete"] is True and "broke off" in data["interruption"]
+    assert data["timings"]["incomplete"] == 1.0

@@ -378,3 +378,30 @@ def test_text_parts_are_read_as_one_question(home: Home) -> None:
         )
     assert response.model == "assistant"
     assert response.model_extra["grounding"]["query"] == QUESTION
+
+
+def test_a_scope_limits_search_and_answers_to_its_paths(home: Home) -> None:
+    tokenizers = next(row.path for row in home.store.documents() if row.path.endswith("rs.md"))
+    nowhere = tokenizers.rsplit("/", 1)[0] + "/nowhere"
+    question = [{"role": "user", "content": QUESTION}]
+    with client_of(home, ScriptedModel(SUPPORTED)) as (client, _):
+        body = {"query": QUESTION, "k": 3, "scope": [tokenizers]}
+        found = client.post("/search", body=body, cast_to=object)
+        response = client.chat.completions.create(
+            model="assistant",
+            messages=question,  # type: ignore[arg-type]
+            extra_body={"scope": [tokenizers]},
+        )
+        with pytest.raises(openai.BadRequestError, match=f"nothing ingested under {nowhere}"):
+            client.post("/search", body={"query": "x", "scope": [nowhere]}, cast_to=object)
+        with pytest.raises(openai.BadRequestError, match="nothing ingested under"):
+            ask_in = {"model": "assistant", "messages": question, "scope": [nowhere]}
+            client.post("/chat/completions", body=ask_in, cast_to=object)
+        with pytest.raises(openai.BadRequestError, match="`scope` must be a list"):
+            client.post("/search", body={"query": "x", "scope": tokenizers}, cast_to=object)
+    assert isinstance(found, dict)
+    assert [hit["source"] for hit in found["data"]] == [tokenizers]
+    assert found["scope"] == [tokenizers]
+    grounding = response.model_extra["grounding"]
+    assert grounding["scope"] == [tokenizers]
+    assert [hit["source"] for hit in grounding["retrieved"]] == [tokenizers]

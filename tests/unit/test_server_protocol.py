@@ -6,7 +6,16 @@ from typing import Any
 
 import pytest
 
-from assistant.server.protocol import ChatRequest, Message, ProtocolError, SearchRequest
+from assistant.answer.pipeline import Answer, Timings
+from assistant.grounding.checker import GroundedAnswer
+from assistant.server.protocol import (
+    ChatRequest,
+    Message,
+    ProtocolError,
+    SearchRequest,
+    completion,
+    grounding,
+)
 
 
 def test_a_chat_request_keeps_the_messages_and_the_streaming_options() -> None:
@@ -66,3 +75,15 @@ def test_a_search_request_takes_k_or_top_k_and_a_mode() -> None:
 def test_a_search_request_outside_the_api_is_refused(body: dict[str, Any]) -> None:
     with pytest.raises(ProtocolError):
         SearchRequest.parse(body)
+
+
+def test_an_answer_the_model_server_broke_off_is_marked_in_the_grounding() -> None:
+    grounded = GroundedAnswer("Half of it.", False, None, (), "Half of it.")
+    whole = Answer("q", "q", grounded, (), "openai:fake")
+    cut = Answer(
+        "q", "q", grounded, (), "openai:fake", timings=Timings(incomplete=True), interruption="why"
+    )
+    assert "incomplete" not in grounding(whole) and "interruption" not in grounding(whole)
+    assert (grounding(cut)["incomplete"], grounding(cut)["interruption"]) == (True, "why")
+    # Not "length": the token limit did not end it.
+    assert completion("id", 0, "Half of it.", cut)["choices"][0]["finish_reason"] == "stop"
