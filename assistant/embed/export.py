@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from assistant.devices import available_cores
+from assistant.devices import available_cores, cpu_identity
+from assistant.embed.tokenizer import INPUT_NAMES, EmbeddingTokenizer
 
 EXPORT_RECIPE = "1"  # part of the cache key: change it when the export steps change
 _STALE_TEMP_SECONDS = 3600  # half-written exports older than this are from a dead process
@@ -38,6 +39,12 @@ Reducer = Callable[[np.ndarray, int], np.ndarray]
 # Runs batches of token arrays (each in `input_names` order), reduces each batch's output as it
 # comes, and returns the reduced batches in order.
 BatchRunner = Callable[[list[list[np.ndarray]], Reducer], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class _Runner:
+    run: BatchRunner
+    inputs: int  # how many inputs the exported model takes: a prefix of INPUT_NAMES
 
 
 class BackendUnavailable(Exception):
@@ -66,16 +73,17 @@ class ExportedModel:
     """A sentence-transformers model (transformer, mean or CLS pooling, normalize) run by
     OpenVINO or ONNX Runtime from a cached export; tokenizing and pooling happen here."""
 
-    def __init__(self, location: str, layout: _Layout, folder: Path, runner: BatchRunner) -> None:
-        from transformers import AutoTokenizer
-
+    def __init__(self, location: str, layout: _Layout, folder: Path, runner: _Runner) -> None:
         self.folder = folder
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(location)
-        self.tokenizer.model_max_length = layout.max_seq_length  # as sentence-transformers does
-        self.input_names = _input_names(self.tokenizer)
+        self.tokenizer = EmbeddingTokenizer.from_folder(location, layout.max_seq_length)
+        # The export traced the tokenizer's inputs in INPUT_NAMES order, without those it lacks;
+        # the exported files do not keep the names, so their number says which they are.
+        if runner.inputs not in (2, 3):
+            raise BackendUnavailable(f"the exported model takes {runner.inputs} inputs")
+        self.input_names = list(INPUT_NAMES[: runner.inputs])
         self.max_tokens = layout.max_seq_length
         self.layout = layout
-        self._run = runner
+        self._run = runner.run
         self.dimension = int(self.encode(["dimension"], 1).shape[1])
 
     @classmethod
@@ -108,10 +116,8 @@ class ExportedModel:
         return result
 
     def _tokenize(self, texts: list[str]) -> list[np.ndarray]:
-        encoded = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np"
-        )
-        return [np.asarray(encoded[name], dtype=np.int64) for name in self.input_names]
+        encoded = self.tokenizer.batch(texts)
+        return [encoded[name] for name in self.input_names]
 
     def _pool(self, hidden: np.ndarray, arrays: list[np.ndarray]) -> np.ndarray:
         states = np.asarray(hidden, dtype=np.float32)
@@ -183,14 +189,13 @@ def _read_layout(location: str) -> _Layout:
 
 
 def _input_names(tokenizer: Any) -> list[str]:
-    names = ("input_ids", "attention_mask", "token_type_ids")
-    return [name for name in names if name in tokenizer.model_input_names]
+    return [name for name in INPUT_NAMES if name in tokenizer.model_input_names]
 
 
-def _open_runner(folder: Path, backend: str) -> BatchRunner:
+def _open_runner(folder: Path, backend: str) -> _Runner:
     threads = available_cores()
     if backend == "openvino":
-        return _openvino_runner(folder / "model.xml", threads)
+        return _openvino_runner(folder / "model.xml", threads, _compiled_cache(folder))
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -207,10 +212,24 @@ def _open_runner(folder: Path, backend: str) -> BatchRunner:
             for n, arrays in enumerate(batches)
         ]
 
-    return run
+    return _Runner(run, len(names))
 
 
-def _openvino_runner(model_file: Path, threads: int) -> BatchRunner:
+def _compiled_cache(folder: Path) -> Path | None:
+    """Where OpenVINO keeps the model it compiled for this CPU, so later runs load it instead
+    of compiling it again (about half of the embedder's start). OpenVINO keys its files on the
+    model, its settings and its own version; the folder name adds the CPU, as the models folder
+    may be shared by machines with other instruction sets. None when it cannot be written."""
+    cpu = hashlib.sha256(cpu_identity().encode()).hexdigest()[:12]
+    cache = folder / "compiled" / cpu
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return cache if os.access(cache, os.W_OK) else None
+
+
+def _openvino_runner(model_file: Path, threads: int, cache: Path | None = None) -> _Runner:
     """Batches run side by side on OpenVINO's throughput streams (each on a share of the
     cores), which beats one batch at a time on all cores by about a fifth on a busy machine.
     OpenVINO picks the precision: bfloat16 where the CPU has it, else float32."""
@@ -218,8 +237,15 @@ def _openvino_runner(model_file: Path, threads: int) -> BatchRunner:
 
     import openvino
 
-    settings = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads}
-    compiled = openvino.Core().compile_model(str(model_file), "CPU", settings)
+    core = openvino.Core()
+    settings: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads}
+    try:
+        cached = {**settings, "CACHE_DIR": str(cache)} if cache is not None else settings
+        compiled = core.compile_model(str(model_file), "CPU", cached)
+    except RuntimeError:  # a cache it cannot use: compile as without one
+        if cache is None:
+            raise
+        compiled = core.compile_model(str(model_file), "CPU", settings)
     queue = openvino.AsyncInferQueue(compiled)
     lock = threading.Lock()  # one caller at a time owns the queue and its callback
 
@@ -239,7 +265,7 @@ def _openvino_runner(model_file: Path, threads: int) -> BatchRunner:
             raise RuntimeError("OpenVINO returned fewer batches than it was given")
         return [reduced[number] for number in range(len(batches))]
 
-    return run
+    return _Runner(run, len(compiled.inputs))
 
 
 def _build_atomically(location: str, backend: str, final: Path) -> None:

@@ -14,7 +14,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ASK = [sys.executable, "-m", "assistant", "ask"]
-STYLE = re.compile(r"\x1b\[[0-9;]*m")  # a colour or text style (cursor moves are not styles)
+# A colour or text style: SGR with parameters. Cursor moves are not styles, nor is a bare reset
+# (`ESC[0m`, which prompt_toolkit sends around its prompt even with NO_COLOR).
+STYLE = re.compile(r"\x1b\[(?!0?m)[0-9;]*m")
 
 
 def test_ask_reads_stdin_and_takes_the_generation_flags(
