@@ -42,9 +42,9 @@ from assistant.config import Config
 from assistant.errors import AssistantError, InputError
 from assistant.index.home import Home
 from assistant.index.scope import resolve_scope
-from assistant.ingest.pipeline import IngestProgress, IngestSummary, ingest
 
 if TYPE_CHECKING:
+    from assistant.ingest.pipeline import IngestSummary
     from assistant.ingest.watch import WatchEvent
 
 SEARCH_PREVIEW = 400  # characters of each passage `search` shows
@@ -66,6 +66,8 @@ def ingest_command(
     debug: DebugOption = False,
 ) -> None:
     """Read, chunk and index documents; re-running only processes what changed."""
+    # Here, not at the top: the readers and chunking are no part of the other commands' start.
+    from assistant.ingest.pipeline import IngestProgress, IngestSummary, ingest
     from assistant.ingest.watch import watch  # watchfiles: only for --watch
 
     config = load_config(home, debug=debug)
@@ -232,7 +234,14 @@ def search_command(
     scope = resolve_scope(within or [], assistant_home.store)
     result = assistant_home.retriever().search(query, k, scope=scope)
     if as_json:
-        print(json.dumps([p.as_dict() | {"source": p.source} for p in result.passages], indent=2))
+        found = {
+            "query": query,
+            "mode": result.mode,
+            "scope": list(scope.paths) if scope is not None else None,
+            "milliseconds": round(result.milliseconds, 1),
+            "passages": [p.as_dict() | {"source": p.source} for p in result.passages],
+        }
+        print(json.dumps(found, indent=2))
         return
     if scope is not None:
         command.console.print(scope_line(scope.paths))

@@ -49,7 +49,9 @@ def test_ingest_search_docs_forget_info(run, docs: Path) -> None:  # type: ignor
 
     result = run("search", "what does the cache store", "--json", "-k", "1")
     assert result.exit_code == 0, result.output
-    hits = json.loads(result.output)
+    found = json.loads(result.output)
+    assert found["query"] == "what does the cache store" and found["scope"] is None
+    hits = found["passages"]
     assert set(hits[0]) == {
         "rank",
         "score",
@@ -224,7 +226,7 @@ def test_a_linked_file_is_one_document_and_one_search_hit(run, docs: Path) -> No
     assert {"path": str(docs / "alias.md"), "reason": f"same file as {docs / 'cache.md'}"} in (
         summary["files"]["skipped"]
     )
-    hits = json.loads(run("search", "what does the cache store", "--json").output)
+    hits = json.loads(run("search", "what does the cache store", "--json").output)["passages"]
     assert [hit["source"] for hit in hits] == [str(docs / "cache.md")]
 
 
@@ -466,7 +468,9 @@ def test_search_and_ask_take_a_scope(run, scoped_docs: Path) -> None:  # type: i
         "rye.md" in result.stdout and "spelt.md" in result.stdout and "cache-" not in result.stdout
     )
     result = run("search", "cache", "--json", "--in", str(side / "rye.md"), "--in", str(side))
-    assert {Path(hit["source"]).name for hit in json.loads(result.stdout)} == {"rye.md", "spelt.md"}
+    found = json.loads(result.stdout)
+    assert found["scope"] == [str(side / "rye.md"), str(side)]
+    assert {Path(hit["source"]).name for hit in found["passages"]} == {"rye.md", "spelt.md"}
 
     # Nothing under the path: one error naming it, before any model loads (none would answer).
     nowhere = scoped_docs / "Side"

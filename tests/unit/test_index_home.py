@@ -95,7 +95,7 @@ def test_a_read_only_home_can_be_read_and_says_it_cannot_be_written(
 
     result = run("search", "what does the cache store", "--json", "-k", "1")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)[0]["source"].endswith("cache.md")
+    assert json.loads(result.stdout)["passages"][0]["source"].endswith("cache.md")
 
     result = run("sessions", "--json")
     assert result.returncode == 0 and json.loads(result.stdout) == [], result.stderr

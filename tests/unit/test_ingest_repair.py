@@ -97,7 +97,9 @@ def test_a_damaged_database_is_one_clear_error_and_repair_rebuilds_it(  # type: 
         "in step with the database"
     )
     assert sorted(d["title"] for d in json.loads(run("docs", "--json").stdout)) == ["Cache", "RoPE"]
-    hits = json.loads(run("search", "what does the cache store", "--json", "-k", "1").stdout)
+    hits = json.loads(run("search", "what does the cache store", "--json", "-k", "1").stdout)[
+        "passages"
+    ]
     assert hits[0]["source"].endswith("cache.md")
     assert [s["name"] for s in json.loads(run("sessions", "--json").stdout)] == ["notes"]
 
