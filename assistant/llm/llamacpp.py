@@ -126,6 +126,12 @@ class LlamaCppModel(TemplatedModel):
         model._api_key = api_key
         return model
 
+    def openai_endpoint(self) -> tuple[str, str]:
+        """The OpenAI-compatible base URL of the llama.cpp server this engine runs (on loopback)
+        and the key that guards it: to reach the same model over HTTP, as the OpenAI engine
+        does (its tests and `evals/bench/openai_engine.py`)."""
+        return f"{self._server.listening_address}/v1", self._api_key
+
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
     ) -> Generator[str, None, None]:

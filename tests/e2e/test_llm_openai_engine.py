@@ -45,7 +45,7 @@ def config(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Confi
 def server(config: Config) -> Iterator[tuple[LlamaCppModel, str]]:
     """llama.cpp on the bundled GGUF (4,096-token context), and its OpenAI base URL."""
     model = LlamaCppModel.load(config)
-    yield model, f"{model._server.listening_address}/v1"
+    yield model, model.openai_endpoint()[0]
     model.close()
 
 
@@ -66,7 +66,7 @@ def test_greedy_answers_are_the_in_process_engines(
     """The same server, reached over HTTP instead of in-process: the same sampling settings
     give the same greedy text and token count."""
     local, url = server
-    model = remote(config, url, local._api_key)
+    model = remote(config, url, local.openai_endpoint()[1])
     for messages in QUESTIONS:
         expected = local.complete(messages, max_new_tokens=40)
         assert "".join(model.stream(messages, max_new_tokens=40)) == expected
@@ -80,16 +80,16 @@ def test_the_context_window_is_read_from_the_server(
     config: Config, server: tuple[LlamaCppModel, str]
 ) -> None:
     local, url = server
-    assert remote(config, url, local._api_key, context_cap=16384).context_length == 4096
-    assert remote(config, url, local._api_key, context_cap=2048).context_length == 2048
+    assert remote(config, url, local.openai_endpoint()[1], context_cap=16384).context_length == 4096
+    assert remote(config, url, local.openai_endpoint()[1], context_cap=2048).context_length == 2048
 
 
 def test_counts_are_exact_with_the_tokenizer_and_high_without(
     config: Config, server: tuple[LlamaCppModel, str]
 ) -> None:
     local, url = server
-    exact = remote(config, url, local._api_key, tokenizer="bundled:SmolLM2-135M-Instruct")
-    estimated = remote(config, url, local._api_key)
+    exact = remote(config, url, local.openai_endpoint()[1], tokenizer="bundled:SmolLM2-135M-Instruct")
+    estimated = remote(config, url, local.openai_endpoint()[1])
     passage = (SAMPLE_CORPUS / "kv-cache.md").read_text()
     messages = [
         {"role": "system", "content": "Answer from the passages."},
@@ -163,11 +163,11 @@ def test_ask_answers_with_checked_citations_through_the_server(
     result = subprocess.run(
         [sys.executable, "-m", "assistant", "ask", "--json", "--model", "openai:whatever",
          "What does the KV cache store?"],
-        env=cli_environment(sample_environment, url, local._api_key),
+        env=cli_environment(sample_environment, url, local.openai_endpoint()[1]),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert local._api_key not in result.stdout + result.stderr
+    assert local.openai_endpoint()[1] not in result.stdout + result.stderr
     answer = json.loads(result.stdout)
     assert answer["model"] == "openai:whatever"
     assert answer["abstained"] is False, answer
