@@ -41,7 +41,7 @@ def write_results(path: Path, results: dict[str, Any]) -> None:
 def cpu_class(flags: Sequence[str]) -> str:
     """The class `evals/README.md` keeps a table for: what decides which kernels are fast."""
     if "avx512_bf16" in flags and "avx512_vnni" in flags:
-        return "AVX-512 with BF16 and VNNI (e.g. AMD Zen 4)"
+        return "AVX-512 with BF16 and VNNI (e.g. AMD Zen 4, Intel Sapphire/Emerald Rapids)"
     if "avx512f" in flags:
         return "AVX-512 without BF16 or VNNI"
     if "avx2" in flags and "fma" in flags:
