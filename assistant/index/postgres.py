@@ -3,10 +3,17 @@
 A team's store is one PostgreSQL database that several processes share (ingest workers, API
 servers). What SQLite does with FTS5 and a local FAISS file, PostgreSQL does in the database:
 
-- Lexical search ranks the generated `chunks.search` tsvector (English stemming, the text
-  weighted 1.0 and the heading 0.5, as FTS5's bm25 weights them) with `ts_rank_cd`, cover density,
-  normalised by the log of the chunk's length. It is not BM25: PostgreSQL keeps no document
-  frequencies, so a rare word weighs no more than a common one. The GIN index finds the matches.
+- Lexical search is BM25 as FTS5's `bm25(chunks_fts, 1.0, 0.5)` computes it (k1 1.2, b 0.75),
+  in one SQL statement (`LEXICAL_SEARCH`), because PostgreSQL's own `ts_rank_cd` keeps no document
+  frequencies: with it a rare word weighed no more than a common one, and lexical search fell far
+  behind FTS5's on SciFact (evals/README.md). Each query word is a term, stemmed by PostgreSQL.
+  The GIN index over the generated `chunks.search` tsvector finds each term's chunks; their count
+  is its document frequency. A term's frequency in a chunk is `ts_rank_cd` of that term alone,
+  which without normalisation sums the weights of its positions: 1.0 in the text (A), 0.5 in the
+  heading (B). A chunk's length is its `token_count` (the embedder's tokens, not FTS5's words:
+  BM25 only uses it relative to the average), and the number and average length of all chunks
+  come from an index-only scan of `chunks_token_count`. As in FTS5, these statistics are the whole
+  store's, also when a scope limits the results.
 - Each chunk's vector is written in the same transaction as its row (`chunks.vector`, pgvector),
   so every process sees the same index and a crash loses nothing that was committed.
 - Two writers of the same file wait for each other on a transaction-level advisory lock keyed on
@@ -31,8 +38,38 @@ from assistant.index.scope import Scope
 ENABLE_VECTOR = "CREATE EXTENSION vector;"
 FILE_LOCKS = 256
 # Text (A) weighs 1.0 and headings (B) 0.5, as in FTS5's bm25(chunks_fts, 1.0, 0.5); C and D unused.
-RANK_WEIGHTS = "{0.0, 0.0, 0.5, 1.0}"
-RANK_NORMALIZATION = 1  # divide by 1 + log(length): long chunks do not win by length alone
+TERM_WEIGHTS = "{0.0, 0.0, 0.5, 1.0}"
+BM25_K1 = 1.2  # FTS5's: how fast repeating a term stops adding to the score
+BM25_B = 0.75  # FTS5's: how much a long chunk's matches count less
+# BM25 = sum over the terms a chunk holds of idf * (k1 + 1) / (1 + k1 * (1 - b + b * length /
+# average) / frequency), which is idf * f * (k1 + 1) / (f + k1 * (...)) with f written once. idf is
+# FTS5's: ln((N - n + 0.5) / (n + 0.5)) for n of N chunks holding the term, at least 1e-6.
+# MATERIALIZED: each part is computed once, not again for every row that uses it.
+LEXICAL_SEARCH = """
+WITH terms AS MATERIALIZED (
+    SELECT number, to_tsquery('english', word) AS query
+    FROM unnest(CAST(:words AS text[])) WITH ORDINALITY AS given (word, number)
+),
+matches AS MATERIALIZED (
+    SELECT terms.number, terms.query, chunks.id, chunks.search, chunks.token_count
+    FROM terms JOIN chunks ON chunks.search @@ terms.query
+),
+corpus AS MATERIALIZED (
+    SELECT count(*)::float8 AS size, greatest(avg(token_count), 1)::float8 AS average_length
+    FROM chunks
+),
+rarity AS MATERIALIZED (
+    SELECT number, greatest(ln((size - count(*) + 0.5) / (count(*) + 0.5)), 1e-6) AS idf
+    FROM matches CROSS JOIN corpus GROUP BY number, size
+)
+SELECT id, sum(
+    idf * (:k1 + 1) / (1 + :k1 * (1 - :b + :b * token_count / average_length)
+        / nullif(ts_rank_cd(CAST(:weights AS real[]), search, query, 0), 0))
+) AS score
+FROM matches JOIN rarity USING (number) CROSS JOIN corpus
+{scope}
+GROUP BY id ORDER BY score DESC, id LIMIT :limit
+"""
 
 
 def is_postgresql(connection: Connection) -> bool:
@@ -63,20 +100,15 @@ def lock_files(connection: Connection, paths: Sequence[str]) -> None:
 def lexical_search(
     connection: Connection, words: Sequence[str], limit: int, scope: Scope | None = None
 ) -> list[tuple[int, float]]:
-    """Chunks matching any of `words` (stemmed by PostgreSQL), best `ts_rank_cd` first; with a
-    `scope`, only the chunks in it."""
+    """Chunks matching any of `words` (stemmed by PostgreSQL), best BM25 first; with a `scope`,
+    only the chunks in it."""
     within, scoped = scope.chunks_sql() if scope is not None else ("", {})
-    statement = text(
-        "SELECT id, ts_rank_cd(CAST(:weights AS real[]), search, query, :normalization) AS rank "
-        "FROM chunks, to_tsquery('english', :query) AS query "
-        "WHERE search @@ query "
-        + (f"AND id IN ({within}) " if within else "")
-        + "ORDER BY rank DESC, id LIMIT :limit"
-    )
+    statement = text(LEXICAL_SEARCH.format(scope=f"WHERE id IN ({within})" if within else ""))
     parameters = {
-        "weights": RANK_WEIGHTS,
-        "normalization": RANK_NORMALIZATION,
-        "query": " | ".join(words),  # words are letters and digits only: no tsquery operators
+        "words": list(words),  # one to_tsquery each: letters and digits, no tsquery operators
+        "weights": TERM_WEIGHTS,
+        "k1": BM25_K1,
+        "b": BM25_B,
         "limit": limit,
         **scoped,
     }

@@ -1,7 +1,7 @@
 """Find the passages that answer a query: dense, lexical (BM25), or both fused by RRF.
 
 Dense search compares the query's embedding with every chunk's (FAISS, or pgvector on
-PostgreSQL); lexical search ranks chunks by BM25 over SQLite FTS5 (`ts_rank_cd` on PostgreSQL).
+PostgreSQL); lexical search ranks chunks by BM25 (SQLite FTS5's, or the same in PostgreSQL's SQL).
 Hybrid runs both over `candidates` results each and fuses the
 two rankings by reciprocal rank fusion (Cormack et al., 2009): score = sum 1 / (rrf_k + rank).
 A `Scope` limits both rankers, inside their searches, to the documents under some paths.

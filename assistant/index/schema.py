@@ -180,15 +180,27 @@ def _create_vectors(connection: Connection) -> None:
     connection.exec_driver_sql("ALTER TABLE chunks ADD COLUMN vector vector")
 
 
+def _index_token_counts(connection: Connection) -> None:
+    """PostgreSQL's BM25 needs the number of chunks and their average length on every lexical
+    search (`postgres.LEXICAL_SEARCH`); this index gives both from an index-only scan, without
+    reading the wide chunk rows. FTS5 keeps these totals itself."""
+    if connection.dialect.name != "postgresql":
+        return
+    connection.exec_driver_sql("CREATE INDEX chunks_token_count ON chunks (token_count)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_documents_chunks_settings", _create_core_tables),
     ("0002_chunks_fts5", _create_fts),
     ("0003_sessions_messages", _create_sessions),
     ("0004_chunks_tsvector", _create_full_text),
     ("0005_chunks_pgvector", _create_vectors),
+    ("0006_chunks_token_count_index", _index_token_counts),
 ]
 # Migrations that change nothing on SQLite: a read-only SQLite home is not held up by them.
-POSTGRESQL_ONLY = frozenset({"0004_chunks_tsvector", "0005_chunks_pgvector"})
+POSTGRESQL_ONLY = frozenset(
+    {"0004_chunks_tsvector", "0005_chunks_pgvector", "0006_chunks_token_count_index"}
+)
 
 
 def pending_migrations(engine: Engine) -> list[str]:

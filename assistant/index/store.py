@@ -6,7 +6,7 @@ an AUTOINCREMENT column and are never reused, which keeps FAISS ids and row ids 
 deletions. Schema changes are named, ordered migrations recorded in `schema_migrations`.
 
 On SQLite the store also keeps an FTS5 table over chunk text (kept in step by triggers) for BM25
-ranking; on PostgreSQL a generated tsvector column ranked with `ts_rank_cd`, and each chunk's
+ranking; on PostgreSQL a generated tsvector column ranked by the same BM25 in SQL, and each chunk's
 vector in a pgvector column written in the chunk's own transaction (see `postgres.py`); other
 databases work without the lexical ranker. A store opened read-only (a home we
 may not write) applies no migration and refuses to open if one is waiting; how SQLite is opened,

@@ -7,7 +7,7 @@ unit vectors up to the target size; recall@10 of the approximate index is measur
 search with real SciFact queries.
 
 `--backends sqlite,postgres` also compares the stores side by side, through the same `Retriever`
-the assistant uses: SQLite + FAISS (exact) against PostgreSQL (`ts_rank_cd` + pgvector HNSW).
+the assistant uses: SQLite + FAISS (exact) against PostgreSQL (BM25 in SQL + pgvector HNSW).
 Quality is `assistant eval retrieval` on SciFact (nDCG@10 per mode); the corpus is embedded once,
 into the SQLite home, and its rows and vectors are copied into PostgreSQL, so both backends search
 the very same vectors. Latency fills one store per backend and size with the SciFact chunks, then

@@ -67,6 +67,37 @@ def test_full_text_ranks_text_over_headings_and_stems(postgres_url: str) -> None
     assert store.lexical_search("the of and", 5) == []
 
 
+def test_a_rare_word_outranks_a_common_one(postgres_url: str) -> None:
+    # ts_rank_cd, with no document frequencies, put the chunk that repeats the common word first.
+    store = Store(postgres_url)
+    common = [f"the protein {number} binds a protein and a protein receptor" for number in range(6)]
+    _, with_common = store.replace_file("/common", [document("/common", common)])
+    _, with_rare = store.replace_file("/rare", [document("/rare", ["telomerase was measured"])])
+    hits = store.lexical_search("Does telomerase bind the protein?", 10)
+    assert hits[0][0] == with_rare[0]
+    assert {chunk_id for chunk_id, _ in hits[1:]} == set(with_common)
+
+
+def test_lexical_scores_are_fts5_bm25_scores(tmp_path: Path, postgres_url: str) -> None:
+    # Where PostgreSQL and FTS5 split and stem the words alike, and with no headings, the token
+    # counts (`document` counts words) are FTS5's lengths too: the scores agree to rounding.
+    texts = [
+        "cache keys expire after one hour",
+        "the cache keeps keys and values in memory, keys first",
+        "values are written to disk when the memory is full",
+        "an hour of reading about memory",
+        "keys",
+    ]
+    results = []
+    for url in (f"sqlite:///{tmp_path / 'a.db'}", postgres_url):
+        store = Store(url)
+        store.replace_file("/notes", [document("/notes", texts)])
+        results.append(store.lexical_search("how long do cache keys stay in memory?", 10))
+    fts5, postgresql = results
+    assert [chunk_id for chunk_id, _ in postgresql] == [chunk_id for chunk_id, _ in fts5]
+    assert [score for _, score in postgresql] == pytest.approx([score for _, score in fts5])
+
+
 def test_vectors_are_committed_with_their_rows(postgres_url: str) -> None:
     store = Store(postgres_url)
     _, added = store.replace_file("/a", [document("/a", ["alpha beta", "gamma delta"])])
