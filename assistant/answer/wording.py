@@ -8,7 +8,10 @@ answers a client sends back.
 
 from __future__ import annotations
 
-from assistant.grounding.checker import SentenceCheck
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the checker (and numpy) load with the answer pipeline, not with the CLI
+    from assistant.grounding.checker import SentenceCheck
 
 UNSUPPORTED_MARK = " (not found in your documents)"
 EXTRACTIVE_NOTE = "Quoted from your documents (most of the model's own answer was not supported):"

@@ -31,7 +31,6 @@ from assistant.config import Config
 from assistant.errors import InputError
 from assistant.index.home import Home
 from assistant.index.scope import resolve_scope
-from assistant.ingest.pipeline import IngestSummary, ingest
 
 TemperatureOption = Annotated[
     float | None,
@@ -171,6 +170,8 @@ def _offer_sample_corpus(assistant_home: Home, interactive: bool) -> bool:
         return False
     if not typer.confirm("Ingest the sample corpus now?", default=True):
         return False
+    from assistant.ingest.pipeline import IngestSummary, ingest
+
     with assistant_home.writing():
         for event in ingest(assistant_home, [sample]):
             if isinstance(event, IngestSummary):

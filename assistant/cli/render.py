@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from assistant.answer.pipeline import Answer, AnswerEvent, Retrieved
 from assistant.answer.wording import (
     CLOSEST_HEADING,
     EXTRACTIVE_NOTE,
@@ -26,6 +26,9 @@ from assistant.answer.wording import (
     flagged,
 )
 from assistant.index.passage import Passage
+
+if TYPE_CHECKING:  # imported where an answer is drawn: `search` and `docs` need no pipeline
+    from assistant.answer.pipeline import Answer, AnswerEvent
 
 
 def display_path(path: str) -> str:
@@ -143,6 +146,8 @@ def show_answer(
     is printed. A KeyboardInterrupt stops the stream (the generator is closed, which stops the
     model) and propagates to the caller.
     """
+    from assistant.answer.pipeline import Answer, Retrieved
+
     final: Answer | None = None
     if not stream or not console.is_terminal:
         waiting: AbstractContextManager[object] = (

@@ -216,10 +216,11 @@ def _open_runner(folder: Path, backend: str) -> _Runner:
 
 
 def _compiled_cache(folder: Path) -> Path | None:
-    """Where OpenVINO keeps the model it compiled for this CPU, so later runs load it instead
-    of compiling it again (about half of the embedder's start). OpenVINO keys its files on the
-    model, its settings and its own version; the folder name adds the CPU, as the models folder
-    may be shared by machines with other instruction sets. None when it cannot be written."""
+    """Where OpenVINO keeps the model it compiled for this CPU, so that a one-shot command
+    (`search`, `ask`) loads it instead of compiling it again. OpenVINO keys its files on the
+    model's path, its settings and its own version; the folder name adds the CPU, as the models
+    folder may be shared by machines with other instruction sets. Rebuilding an export replaces
+    the whole folder, this one included. None when it cannot be written."""
     cpu = hashlib.sha256(cpu_identity().encode()).hexdigest()[:12]
     cache = folder / "compiled" / cpu
     try:

@@ -1,7 +1,7 @@
 """The exported embedder's tokenizer, read with the `tokenizers` package alone.
 
-transformers' AutoTokenizer imports torch, which alone takes longer than the rest of
-`assistant search`; the exported backends need torch for nothing else. This reads the model's
+transformers' AutoTokenizer imports torch, the largest part of a one-shot command's start,
+and the exported backends need torch for nothing else. This reads the model's
 `tokenizer.json` with `tokenizers` (the library AutoTokenizer's fast tokenizers wrap) and
 tokenizes as sentence-transformers asks AutoTokenizer to: truncated to the model's
 max_seq_length, padded to the longest text of the batch, with the padding token and sides of
@@ -12,6 +12,7 @@ AutoTokenizer once, which converts it; the ids stay the same either way.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,11 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class EmbeddingTokenizer:
-    """`batch(texts)` gives the model's padded int64 inputs; `count(texts)` counts tokens."""
+    """`batch(texts)` gives the model's padded int64 inputs; `count(texts)` counts tokens.
+
+    It takes `tokenizer` over and sets it up for batches; counting (chunk sizes, at ingest) gets
+    its own copy when first asked, set up once too: changing one tokenizer's settings per call
+    would race when two threads (the server's) tokenize at the same time."""
 
     def __init__(
         self,
@@ -39,19 +44,22 @@ class EmbeddingTokenizer:
         pad_id = tokenizer.token_to_id(pad_token)
         if pad_id is None:
             raise ValueError(f"the padding token {pad_token!r} is not in the vocabulary")
-        # Two copies, each set up once: changing one tokenizer's settings per call would race
-        # when two threads (the server's) tokenize at the same time.
-        self._counting = Tokenizer.from_str(tokenizer.to_str())
-        self._counting.no_truncation()
-        self._counting.no_padding()
-        self._batching = Tokenizer.from_str(tokenizer.to_str())
-        self._batching.enable_truncation(
+        self._serialized = tokenizer.to_str()
+        tokenizer.enable_truncation(
             max_tokens, stride=0, strategy="longest_first", direction=truncation_side
         )
-        self._batching.enable_padding(
+        tokenizer.enable_padding(
             direction=padding_side, pad_id=pad_id, pad_type_id=0, pad_token=pad_token
         )
+        self._batching = tokenizer
         self.max_tokens = max_tokens
+
+    @functools.cached_property
+    def _counting(self) -> Tokenizer:
+        counting = Tokenizer.from_str(self._serialized)
+        counting.no_truncation()
+        counting.no_padding()
+        return counting
 
     @classmethod
     def from_folder(cls, location: str, max_tokens: int) -> EmbeddingTokenizer:

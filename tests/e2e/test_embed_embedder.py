@@ -97,3 +97,26 @@ def test_a_broken_export_is_rebuilt(
     assert weights.stat().st_size > 1000
     expected = default_embedder.embed(SENTENCES)
     assert np.allclose(rebuilt.embed(SENTENCES), expected, atol=1e-6)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(DEFAULT_BACKEND != "openvino", reason="only OpenVINO compiles the export")
+def test_openvino_keeps_its_compiled_model_and_recompiles_a_damaged_one(
+    default_embedder: Embedder, export_cache: Path, tmp_path: Path
+) -> None:
+    model = Config().embedding_model
+    location = resolve_embedder(model).location
+    folder = exported_model_dir(location, "openvino", tmp_path)
+    shutil.copytree(exported_model_dir(location, "openvino", export_cache), folder)
+    shutil.rmtree(folder / "compiled")  # compiled for the other folder's path: not used here
+    first = Embedder(model, "cpu", backend="openvino", cache_dir=tmp_path)
+    (compiled,) = (folder / "compiled").glob("*/*.blob")  # one folder per CPU, one model
+    expected = default_embedder.embed(SENTENCES)
+    assert np.allclose(first.embed(SENTENCES), expected, atol=1e-6)
+    # The first embedder compiled the model and wrote the file; it does not read it.
+    compiled.chmod(0o600)
+    compiled.write_bytes(b"a truncated compiled model")
+    again = Embedder(model, "cpu", backend="openvino", cache_dir=tmp_path)
+    assert again.backend == "openvino"
+    assert np.allclose(again.embed(SENTENCES), expected, atol=1e-6)
+    assert compiled.stat().st_size > 1000  # compiled and written again
