@@ -88,7 +88,9 @@ def test_counts_are_exact_with_the_tokenizer_and_high_without(
     config: Config, server: tuple[LlamaCppModel, str]
 ) -> None:
     local, url = server
-    exact = remote(config, url, local.openai_endpoint()[1], tokenizer="bundled:SmolLM2-135M-Instruct")
+    exact = remote(
+        config, url, local.openai_endpoint()[1], tokenizer="bundled:SmolLM2-135M-Instruct"
+    )
     estimated = remote(config, url, local.openai_endpoint()[1])
     passage = (SAMPLE_CORPUS / "kv-cache.md").read_text()
     messages = [
