@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +15,12 @@ from assistant.config import Config
 from assistant.embed.embedder import Embedder
 from assistant.index.home import Home
 from tests.postgres import Server, running_server
+
+# A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored in
+# every program it starts: the tests of Ctrl-C (which send SIGINT to the assistant, in this
+# process or in a child) would then test nothing. Python's own handler, as in a foreground run.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = REPOSITORY / "corpora" / "sample"
