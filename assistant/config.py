@@ -48,6 +48,7 @@ Weights = Literal["auto", "dense", "int4"]
 StepProducts = Literal["int4", "int4_native", "float32"]  # one-token steps' products
 PromptProducts = Literal["int8", "int4", "float32"]  # the prompt's products with 4-bit weights
 NativeAttention = Literal["auto", "on", "off"]
+ModelCode = Literal["auto", "transformers"]  # auto: a plain Llama runs on llm/llama.py
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 UnsupportedMode = Literal["flag", "drop"]
 VerifierMode = Literal["model", "rules"]  # grounding/verifier.py, or the hand-set rules
@@ -109,6 +110,7 @@ class Config:
     prompt_products: Literal["auto", PromptProducts] = setting("engine", "auto")
     native_attention: NativeAttention = setting("engine", "auto")  # the prompt's, in the C kernel
     step_threads: int = setting("engine", 0)  # CPU threads for one-token steps; 0: measured
+    model_code: ModelCode = setting("engine", "auto")  # whose forward pass runs the model
     # The OpenAI-compatible engine (`model = openai:NAME`, llm/openai_engine.py). Its API key is
     # read from ASSISTANT_OPENAI_API_KEY by llm/openai_client.py alone: no setting ever holds it.
     openai_base_url: str = setting("engine", "http://127.0.0.1:8080/v1")

@@ -72,6 +72,7 @@ REPORTED_SETTINGS = (
     "prompt_products",
     "native_attention",
     "step_threads",
+    "model_code",
     "embedding_backend",
     "verifier",
 )

@@ -114,7 +114,7 @@ def cpu_attention(
     scale = scaling if scaling is not None else dim**-0.5
     plain = not (dropout or special or heads % kv_heads)
     if plain and length == 1:
-        return _one_token(query, key, value, attention_mask, scale), None
+        return one_token_attention(query, key, value, attention_mask, scale), None
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     if (
         plain
@@ -142,13 +142,15 @@ def cpu_attention(
     )
 
 
-def _one_token(
+def one_token_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     attention_mask: torch.Tensor | None,
     scale: float,
 ) -> torch.Tensor:
+    """One query position per head against the cache: (batch, heads, 1, dim) in, (batch, 1,
+    heads, dim) out, grouped heads folded onto their key/value head."""
     batch, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     folded = query.reshape(batch, kv_heads, heads // kv_heads, dim)

@@ -24,6 +24,7 @@ the 4-bit kernel, and so does the output head, which only ever sees the last row
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, get_args
 
 import torch
@@ -41,6 +42,7 @@ _INT8 = 127  # symmetric 8-bit codes -127..127
 INT8_MIN_ROWS = 16
 # Input channels kept in float32, chosen per product by their largest magnitude over the rows.
 OUTLIER_CHANNELS = 8
+GEMV_NAMES = ("gemv_codes", "gemv_scales", "gemv_minimums")  # `gemv.pack`'s tensors, in order
 
 
 def int4_supported() -> bool:
@@ -107,6 +109,8 @@ class Int4Linear(nn.Module):
     products (decoding steps) run in that C kernel on the same codes, with float32 scales.
     """
 
+    packed: torch.Tensor
+    scales_and_zeros: torch.Tensor
     codes8: torch.Tensor
     scale8: torch.Tensor
     _gemv_weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -137,21 +141,67 @@ class Int4Linear(nn.Module):
         zero = minimum + 8 * scale
         # The kernel wants [in_features / group_size, out_features, 2] (scale, zero) in bfloat16.
         scales_and_zeros = torch.stack([scale.t(), zero.t()], dim=-1).contiguous()
-        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1))
-        self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16))
+        state = {
+            "packed": torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1),
+            "scales_and_zeros": scales_and_zeros.to(torch.bfloat16),
+        }
+        if gemv is not None and group_size == 32:  # the C kernel's layout (gemv.py)
+            state.update(zip(GEMV_NAMES, pack(codes, scale, minimum), strict=True))
+        if rows is not None:
+            state["codes8"], state["scale8"] = _int8_per_output(weight)
+        self._take(linear, state, group_size, rows, keep_float32=keep_float32, gemv=gemv)
+
+    @classmethod
+    def restored(
+        cls,
+        linear: nn.Linear,
+        state: dict[str, torch.Tensor],
+        group_size: int = GROUP_SIZE,
+        rows: Int8Rows | None = None,
+        *,
+        keep_float32: bool = False,
+        gemv: Gemv4 | None = None,
+    ) -> Int4Linear:
+        """The layer `Int4Linear(linear, ...)` would make, from its `state()` kept earlier (on
+        the same CPU and torch: the int4 layout is torch's). KeyError when a tensor is missing."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._take(linear, state, group_size, rows, keep_float32=keep_float32, gemv=gemv)
+        return layer
+
+    def _take(
+        self,
+        linear: nn.Linear,
+        state: dict[str, torch.Tensor],
+        group_size: int,
+        rows: Int8Rows | None,
+        *,
+        keep_float32: bool,
+        gemv: Gemv4 | None,
+    ) -> None:
+        self.register_buffer("packed", state["packed"])
+        self.register_buffer("scales_and_zeros", state["scales_and_zeros"])
         self.bias = linear.bias
-        self.in_features = in_features
-        self.out_features = out_features
+        self.out_features, self.in_features = linear.weight.shape
         self.group_size = group_size
         self._rows = rows
         self._float32 = linear.weight.detach() if keep_float32 and rows is None else None
         self._gemv = gemv if group_size == 32 else None  # the kernel's layout
         if self._gemv is not None:  # one-row products in the C kernel (gemv.py), these codes
-            self._gemv_weights = pack(codes, scale, minimum)
+            gemv_weights = [state[name] for name in GEMV_NAMES]
+            self._gemv_weights = (gemv_weights[0], gemv_weights[1], gemv_weights[2])
         if rows is not None:
-            codes8, scale8 = _int8_per_output(weight)
-            self.register_buffer("codes8", codes8)
-            self.register_buffer("scale8", scale8)
+            self.register_buffer("codes8", state["codes8"])
+            self.register_buffer("scale8", state["scale8"])
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Every tensor this layer computed from its float32 weight (for `Int4Linear.restored`)."""
+        state = {"packed": self.packed, "scales_and_zeros": self.scales_and_zeros}
+        if self._gemv is not None:
+            state.update(zip(GEMV_NAMES, self._gemv_weights, strict=True))
+        if self._rows is not None:
+            state["codes8"], state["scale8"] = self.codes8, self.scale8
+        return state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
@@ -198,12 +248,15 @@ def quantize_linears(
     *,
     prompt_products: str = "int4",
     gemv: Gemv4 | None = None,
+    saved: SavedLayers | None = None,
 ) -> int:
     """Replace every `nn.Linear` of a CPU model (the output head included, untied from the input
     embedding, which stays float32 for lookups) by an `Int4Linear`; returns how many were replaced.
     `prompt_products`: what all but the output head multiply the prompt's rows with: "int4" (the
     4-bit codes), "int8" (8-bit copies of the weights) or "float32" (the float32 weights kept).
     `gemv`: the C kernel for one-row products (decoding steps), else torch's int4 kernel.
+    `saved`: the layers as `saved_layers` kept them for the same model, settings and machine,
+    restored instead of computed (KeyError, and the model unchanged, when one is missing).
     A layer whose shape the kernel cannot take stays as it is."""
     if prompt_products not in get_args(PromptProducts):
         allowed = ", ".join(get_args(PromptProducts))
@@ -211,23 +264,31 @@ def quantize_linears(
     rows = Int8Rows() if prompt_products == "int8" and int8_supported() else None
     keep_float32 = prompt_products == "float32"
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    replaced = 0
-    for parent in list(model.modules()):
+    replacements: list[tuple[nn.Module, str, Int4Linear]] = []
+    for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear):
                 continue
+            full_name = f"{parent_name}.{name}" if parent_name else name
+            settings: dict[str, Any] = {
+                "group_size": group_size,
+                "rows": None if child is head else rows,
+                "keep_float32": keep_float32 and child is not head,
+                "gemv": gemv,
+            }
+            if saved is not None:
+                if full_name not in saved.names:
+                    continue  # it could not be packed when the layers were kept
+                state = saved.of(full_name)
+                replacements.append((parent, name, Int4Linear.restored(child, state, **settings)))
+                continue
             try:
-                quantized = Int4Linear(
-                    child,
-                    group_size,
-                    None if child is head else rows,
-                    keep_float32=keep_float32 and child is not head,
-                    gemv=gemv,
-                )
+                replacements.append((parent, name, Int4Linear(child, **settings)))
             except (ValueError, RuntimeError):
                 continue
-            setattr(parent, name, quantized)
-            replaced += 1
+    for parent, name, quantized in replacements:
+        setattr(parent, name, quantized)
+    replaced = len(replacements)
     if not replaced:
         return 0
     # The float32 weights were loaded from a memory-mapped file; while any tensor of the model
@@ -244,3 +305,64 @@ def quantize_linears(
         # The head no longer shares the embedding's tensor; saving or re-tying must not follow.
         config.tie_word_embeddings = False
     return replaced
+
+
+class SavedLayers:
+    """Packed layers kept on disk by `save_layers` (a safetensors file), to restore with
+    `quantize_linears(..., saved=...)` instead of packing the float32 weights again."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], names: list[str]) -> None:
+        self.names = frozenset(names)
+        self._layers: dict[str, dict[str, torch.Tensor]] = {}
+        for key, tensor in tensors.items():
+            layer, _, part = key.rpartition(".")
+            self._layers.setdefault(layer, {})[part] = tensor
+
+    def of(self, name: str) -> dict[str, torch.Tensor]:
+        state = self._layers.get(name, {})
+        if "packed" not in state:
+            raise KeyError(name)
+        return state
+
+    @classmethod
+    def read(cls, path: Path) -> SavedLayers:
+        """The layers in `path`; OSError or ValueError when it is missing or damaged."""
+        import json
+
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        except SafetensorError as error:
+            raise ValueError(f"{path} is damaged: {error}") from error
+        names = json.loads(metadata.get("layers", "null"))
+        if not isinstance(names, list):
+            raise ValueError(f"{path} does not list its layers")
+        return cls(tensors, [str(name) for name in names])
+
+
+def save_layers(model: Any, path: Path) -> None:
+    """Keep every `Int4Linear` of `model` in `path` (written whole or not at all)."""
+    import json
+    import os
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    names: list[str] = []
+    for name, module in model.named_modules():
+        if isinstance(module, Int4Linear):
+            names.append(name)
+            for key, tensor in module.state().items():
+                tensors[f"{name}.{key}"] = tensor.contiguous()
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, temporary, metadata={"layers": json.dumps(names)})
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

@@ -19,18 +19,21 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.config import Config
 from assistant.devices import available_cores, choose_device
 from assistant.errors import ConfigError, ModelError
+from assistant.llm import sampling
 from assistant.llm.base import GenerationStats, IncrementalDecoder, TemplatedModel
-from assistant.llm.weights import four_bit_gguf, load_folder, load_gguf, quiet_progress_bars
+from assistant.llm.weights import four_bit_gguf, load_folder, load_gguf
 from assistant.models import ModelSource, resolve_language_model
 
 if TYPE_CHECKING:
     import torch
 
+    from assistant.llm.gemv import Gemv4
     from assistant.llm.kernel_plan import KernelPlan
 
 
@@ -66,9 +69,11 @@ class LanguageModel(TemplatedModel):
         self.context_length = _context_length(model.config, config.context_cap)
         self.last_stats: GenerationStats | None = None
         self._eos_ids = _eos_ids(model.generation_config, tokenizer)
-        self._processors = _logits_processors(config)
+        _check_decoding_settings(config)
+        self._processors = sampling.processors(config)
         self._sampling = config.temperature > 0
         self._cache_argument = cache_argument(model)
+        self._plain = hasattr(model, "new_cache")  # our own Llama (`llama`), not transformers'
 
     @classmethod
     def load(cls, config: Config) -> LanguageModel:
@@ -81,11 +86,11 @@ class LanguageModel(TemplatedModel):
         if device.type == "cpu":
             torch.set_num_threads(available_cores())
         try:
-            with quiet_progress_bars():
-                if source.gguf_file:
-                    model, tokenizer = load_gguf(source, config.models_dir, dtype)
-                else:
-                    model, tokenizer = load_folder(source.location, dtype)
+            plain = config.model_code == "auto"  # else transformers' code, even for a Llama
+            if source.gguf_file:
+                model, tokenizer = load_gguf(source, config.models_dir, dtype, plain=plain)
+            else:
+                model, tokenizer = load_folder(source.location, dtype, plain=plain)
         except _LOAD_ERRORS as error:
             reason = " ".join(str(error).split())  # transformers' messages span several lines
             raise ModelError(
@@ -102,7 +107,7 @@ class LanguageModel(TemplatedModel):
         from assistant.llm import kernel_plan
         from assistant.llm.attention import PromptAttention, use_cpu_attention
         from assistant.llm.gemv import Gemv4
-        from assistant.llm.quantize import quantize_linears
+        from assistant.llm.llama import LlamaForCausalLM
 
         prompt_kernel = None
         if plan.weights == "int4":
@@ -111,12 +116,14 @@ class LanguageModel(TemplatedModel):
                 gemv = Gemv4.load(config.models_dir / "kernels")
                 if gemv is None:
                     raise ModelError("the 4-bit step kernel cannot be built or run on this CPU")
-            quantize_linears(model, prompt_products=plan.prompt_products, gemv=gemv)
+            _quantize(model, config, source, plan, gemv)
             if plan.prompt_attention == "kernel":
                 prompt_kernel = PromptAttention.load(config.models_dir / "kernels")
         if prompt_kernel is None and plan.prompt_attention == "kernel":
             plan = replace(plan, prompt_attention="torch")  # asked for, but it cannot run here
-        if device.type == "cpu":
+        if isinstance(model, LlamaForCausalLM):
+            model.prompt_kernel = prompt_kernel  # its attention is ours already
+        elif device.type == "cpu":
             use_cpu_attention(model, prompt_kernel)
         loaded = cls(config, model, tokenizer, device, plan)
         if plan.choices["step_threads"].reason == kernel_plan.PENDING:
@@ -163,15 +170,13 @@ class LanguageModel(TemplatedModel):
     ) -> Generator[str, None, None]:
         import torch
 
-        from assistant.llm.kv_cache import growing_cache
-
         # inference_mode is entered per step, never across a yield, so it does not leak into
         # the consumer's code between pieces.
         inference = torch.inference_mode()
         generator: torch.Generator | None = None
         if self._sampling:
             generator = torch.Generator(device=self._device).manual_seed(self._config.seed)
-        cache: Any = growing_cache(self._model.config)
+        cache = self._new_cache()
         with inference:
             sequence = torch.tensor([prompt_ids], dtype=torch.long, device=self._device)
         step_input = sequence
@@ -183,12 +188,7 @@ class LanguageModel(TemplatedModel):
                 if step == 1 and self._step_threads != threads:
                     torch.set_num_threads(self._step_threads)  # after the prompt's pass
                 with inference:
-                    logits = self._model(
-                        input_ids=step_input,
-                        **{self._cache_argument: cache},
-                        use_cache=True,
-                        logits_to_keep=1,
-                    ).logits[:, -1, :]
+                    logits = self._forward(step_input, cache)
                     scores = self._processors(sequence, logits.to(dtype=torch.float32))
                     if generator is not None:
                         probabilities = torch.softmax(scores, dim=-1)
@@ -225,6 +225,77 @@ class LanguageModel(TemplatedModel):
                 stopped=stopped,
                 first_token_s=(first_token_at or ended) - started,
             )
+
+    def _new_cache(self) -> Any:
+        if self._plain:
+            return self._model.new_cache()
+        from assistant.llm.kv_cache import growing_cache
+
+        return growing_cache(self._model.config)
+
+    def _forward(self, input_ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        """The last position's logits, the cache extended by `input_ids`."""
+        if self._plain:
+            output = self._model(input_ids, cache, logits_to_keep=1)
+        else:
+            output = self._model(
+                input_ids=input_ids,
+                **{self._cache_argument: cache},
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        logits: torch.Tensor = output.logits[:, -1, :]
+        return logits
+
+
+def _quantize(
+    model: Any, config: Config, source: ModelSource, plan: KernelPlan, gemv: Gemv4 | None
+) -> None:
+    """Pack the model's linear layers as `plan` says (`quantize.quantize_linears`). For a GGUF
+    model the packed layers are kept beside its dense copy, keyed on this CPU, the library
+    versions and the plan, and later loads read them instead of packing again (a second or
+    more of every one-shot command's start); a missing or damaged copy is packed again."""
+    from assistant.llm.quantize import SavedLayers, quantize_linears, save_layers
+
+    path = _packed_layers_path(config, source, plan)
+    if path is not None and path.is_file():
+        try:
+            saved = SavedLayers.read(path)
+            quantize_linears(model, prompt_products=plan.prompt_products, gemv=gemv, saved=saved)
+            return
+        except (OSError, ValueError, KeyError, RuntimeError):
+            pass  # damaged or not what this model needs: the model is unchanged, pack it
+    quantize_linears(model, prompt_products=plan.prompt_products, gemv=gemv)
+    if path is None:
+        return
+    try:
+        for stale in path.parent.glob(path.name.split(_PACKED, 1)[0] + _PACKED + "*"):
+            stale.unlink()
+        save_layers(model, path)
+    except OSError:
+        pass  # a read-only models folder: pack again next time
+
+
+_PACKED = "-packed-"
+
+
+def _packed_layers_path(config: Config, source: ModelSource, plan: KernelPlan) -> Path | None:
+    from assistant.calibration import key_of
+    from assistant.llm.quantize import GROUP_SIZE
+    from assistant.llm.weights import dense_cache_dir
+
+    if source.gguf_file is None:
+        return None
+    dense = dense_cache_dir(source, config.models_dir)
+    key = key_of(
+        "packed",
+        dense=dense.name,
+        step_products=plan.step_products,
+        prompt_products=plan.prompt_products,
+        group_size=GROUP_SIZE,
+        layout=1,
+    )
+    return dense.with_name(f"{dense.name}{_PACKED}{key}.safetensors")
 
 
 def cache_argument(model: Any) -> str:
@@ -296,30 +367,6 @@ def _eos_ids(generation_config: Any, tokenizer: Any) -> frozenset[int]:
         elif value is not None:
             ids.update(int(item) for item in value)
     return frozenset(ids)
-
-
-def _logits_processors(config: Config) -> Any:
-    """The same processors, in the same order, that `generate` builds for these settings."""
-    from transformers import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    _check_decoding_settings(config)
-    processors = LogitsProcessorList()
-    if config.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(float(config.repetition_penalty)))
-    if config.temperature > 0:
-        if config.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(float(config.temperature)))
-        if config.top_k_sampling > 0:
-            processors.append(TopKLogitsWarper(config.top_k_sampling))
-        if config.top_p < 1.0:
-            processors.append(TopPLogitsWarper(float(config.top_p)))
-    return processors
 
 
 def _check_decoding_settings(config: Config) -> None:

@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,30 +73,54 @@ def four_bit_gguf(source: ModelSource, models_dir: Path) -> bool:
     return answer
 
 
-def load_folder(location: str, dtype: torch.dtype) -> tuple[Any, Any]:
+def load_folder(location: str, dtype: torch.dtype, *, plain: bool = True) -> tuple[Any, Any]:
+    """A model folder (or hub id): a plain Llama runs on our own code (`llama`, without
+    importing transformers) unless `plain` is False, anything else on transformers'."""
+    ours = load_plain(Path(location), dtype) if plain else None
+    if ours is not None:
+        return ours
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+    with quiet_progress_bars():
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
     return model, tokenizer
 
 
-def load_gguf(source: ModelSource, models_dir: Path, dtype: torch.dtype) -> tuple[Any, Any]:
-    """Load through the dense cache, building (or rebuilding) it when needed."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_plain(folder: Path, dtype: torch.dtype) -> tuple[Any, Any] | None:
+    """The model and tokenizer of a local folder without transformers (`llama`,
+    `chat_tokenizer`), or None when either needs transformers."""
+    if not folder.is_dir():
+        return None
+    from assistant.llm import chat_tokenizer, llama
 
+    tokenizer = chat_tokenizer.load(folder)
+    if tokenizer is None:
+        return None
+    model = llama.load(folder, dtype)
+    return None if model is None else (model, tokenizer)
+
+
+def load_gguf(
+    source: ModelSource, models_dir: Path, dtype: torch.dtype, *, plain: bool = True
+) -> tuple[Any, Any]:
+    """Load through the dense cache, building (or rebuilding) it when needed; a model loads
+    from the cache on the first load too, so the same code runs it every time."""
     final = dense_cache_dir(source, models_dir)
     if final.is_dir():
         try:
-            return load_folder(str(final), dtype)
+            return load_folder(str(final), dtype, plain=plain)
         except Exception:  # any unreadable cache (bad JSON, truncated weights) is rebuilt
             shutil.rmtree(final, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
-    # De-quantize in float32 so the cached copy is exact whatever dtype this run uses.
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        source.location, gguf_file=source.gguf_file, dtype=torch.float32
-    )
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with quiet_progress_bars():
+        tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
+        # De-quantize in float32 so the cached copy is exact whatever dtype this run uses.
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            source.location, gguf_file=source.gguf_file, dtype=torch.float32
+        )
     try:
         _save_atomically(model, tokenizer, final)
     except OSError as error:  # a read-only or full disk costs speed next time, not this answer
@@ -104,13 +129,30 @@ def load_gguf(source: ModelSource, models_dir: Path, dtype: torch.dtype) -> tupl
             "the next load will convert the GGUF file again",
             stacklevel=3,
         )
-    return model.to(dtype), tokenizer
+        return model.to(dtype), tokenizer
+    ours = load_plain(final, dtype) if plain else None
+    return ours if ours is not None else (model.to(dtype), tokenizer)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What an engine that reads the weights itself needs of a model's config."""
+
+    max_position_embeddings: int | None
 
 
 def gguf_tokenizer(source: ModelSource, models_dir: Path) -> tuple[Any, Any]:
     """The tokenizer and model config of a GGUF file, for an engine that reads the weights itself
     (llama.cpp). transformers parses the whole file for either (seconds on a small CPU), so they
     are read from the dense copy when there is one, else from a small copy of their own."""
+    from assistant.llm import chat_tokenizer
+
+    for folder in (dense_cache_dir(source, models_dir), _tokenizer_cache_dir(source, models_dir)):
+        plain = chat_tokenizer.load(folder)
+        if plain is not None and (folder / "config.json").is_file():
+            with contextlib.suppress(OSError, ValueError):  # unreadable: transformers reads it
+                settings = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+                return plain, ModelShape(settings.get("max_position_embeddings"))
     from transformers import AutoConfig, AutoTokenizer
 
     for folder in (dense_cache_dir(source, models_dir), _tokenizer_cache_dir(source, models_dir)):

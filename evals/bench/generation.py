@@ -5,7 +5,8 @@ Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
 - load time: the first load (GGUF de-quantized, dense copy written) against a cached dense load;
 - time to first token and decode tokens/s for a short (~140-token) and a long (~1,500-token)
   RAG-style prompt built from the sample corpus, with float32 weights (the plain path), the plan
-  this CPU measured fastest (`assistant/llm/kernel_plan.py`), each path that plan chooses between
+  this CPU measured fastest (`assistant/llm/kernel_plan.py`), the same plan on transformers'
+  Llama code instead of ours (`assistant/llm/llama.py`), each path that plan chooses between
   forced (`FORCED`: 8-bit, 4-bit or float32 prompt products, torch's int4 kernel or ours for the
   steps, one or two step threads, the C attention kernel or torch's), bfloat16 weights, and
   whether each gives float32's greedy answer; a forced path the calibration found several times
@@ -126,8 +127,11 @@ def main() -> None:
             prompts["long"],
             arguments.repeats,
         )
-        results["cache"] = cache_ab(
-            measured, prompts["long"], arguments.new_tokens, arguments.repeats
+        results["cache"] = cache_ab(  # on transformers' code, whose cache this compares
+            variants["measured/transformers-code"],
+            prompts["long"],
+            arguments.new_tokens,
+            arguments.repeats,
         )
         results["ratios"] = ratios(results)
     results["machine"]["load_average_end"] = os.getloadavg()
@@ -157,6 +161,7 @@ FORCED: dict[str, dict[str, Any]] = {
         "step_products": "int4_native",
         "prompt_products": "float32",
     },
+    "measured/transformers-code": {"model_code": "transformers"},
     "steps-1-thread": {"step_threads": 1},
     "steps-2-threads": {"step_threads": 2},
     "kernel-attention": {"weights": "int4", "native_attention": "on"},
@@ -296,7 +301,7 @@ def prompt_pass_ab(
             model = kernel if name == "kernel" else plain
             with torch.inference_mode():
                 started = time.perf_counter()
-                model._model(input_ids=tokens, logits_to_keep=1)
+                model._forward(tokens, model._new_cache())
                 seconds[name].append(time.perf_counter() - started)
     return {
         "tokens": len(ids),

@@ -14,7 +14,7 @@ import pytest
 
 from assistant.config import Config
 from assistant.errors import InputError
-from assistant.llm.torch_engine import LanguageModel, cache_argument
+from assistant.llm.torch_engine import LanguageModel
 from assistant.llm.weights import dense_cache_dir
 from assistant.models import resolve_language_model
 
@@ -75,27 +75,19 @@ def _next_token_log_probs(language_model: LanguageModel, ids: list[int]) -> Any:
     import torch
 
     with torch.inference_mode():
-        output = language_model._model(input_ids=torch.tensor([ids]), logits_to_keep=1)
-    return output.logits[0, -1].float().log_softmax(-1)
+        logits = language_model._forward(torch.tensor([ids]), language_model._new_cache())
+    return logits[0].float().log_softmax(-1)
 
 
 def _step_log_probs(language_model: LanguageModel, ids: list[int]) -> Any:
     """Log-probabilities after the last of `ids`, read in a one-token step after the others."""
     import torch
 
-    from assistant.llm.kv_cache import growing_cache
-
-    cache = growing_cache(language_model._model.config)
+    cache = language_model._new_cache()
     with torch.inference_mode():
-        language_model._model(
-            input_ids=torch.tensor([ids[:-1]]), **{cache_argument(language_model._model): cache}
-        )
-        output = language_model._model(
-            input_ids=torch.tensor([ids[-1:]]),
-            **{cache_argument(language_model._model): cache},
-            logits_to_keep=1,
-        )
-    return output.logits[0, -1].float().log_softmax(-1)
+        language_model._forward(torch.tensor([ids[:-1]]), cache)
+        logits = language_model._forward(torch.tensor([ids[-1:]]), cache)
+    return logits[0].float().log_softmax(-1)
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +174,37 @@ def test_max_new_tokens_is_respected(model: LanguageModel) -> None:
 def test_same_tokens_as_generate(
     model: LanguageModel, config: Config, messages: list[dict[str, str]]
 ) -> None:
-    """The decoding loop is `generate`'s, token for token, on the same (4-bit) model."""
-    expected = _generate(model._model, model._tokenizer, messages, config)
+    """Our decoding loop on our Llama (`llama.py`, no transformers) gives, token for token,
+    what transformers' `generate` gives on transformers' Llama with the same 4-bit layers and
+    attention kernels (ASSISTANT_MODEL_CODE=transformers loads that one)."""
+    assert type(model._model).__module__ == "assistant.llm.llama"
+    theirs = LanguageModel.load(config.replace(model_code="transformers"))
+    assert type(theirs._model).__module__.startswith("transformers.")
+    assert theirs.plan == model.plan
+    expected = _generate(theirs._model, theirs._tokenizer, messages, config)
     assert model.complete(messages, max_new_tokens=24) == expected
+    assert theirs.complete(messages, max_new_tokens=24) == expected
+
+
+@pytest.mark.e2e
+def test_packed_layers_are_kept_and_read_back(config: Config, model: LanguageModel) -> None:
+    """The first load keeps the packed 4-bit and 8-bit layers beside the dense copy; later loads
+    read them (the file is not written again) and answer the same; a damaged file is packed
+    and written again."""
+    folder = dense_cache_dir(resolve_language_model(config.model), config.models_dir)
+    first = LanguageModel.load(config)  # keeps this plan's layers (a forced plan keeps its own)
+    kept = sorted(folder.parent.glob(folder.name + "-packed-*.safetensors"))
+    assert len(kept) == 1  # one plan's layers at a time: they take ~200 MB
+    written = kept[0].stat().st_mtime_ns
+    again = LanguageModel.load(config)
+    assert kept[0].stat().st_mtime_ns == written
+    expected = model.complete(QUESTION, max_new_tokens=12)
+    assert first.complete(QUESTION, max_new_tokens=12) == expected
+    assert again.complete(QUESTION, max_new_tokens=12) == expected
+    kept[0].write_bytes(b"not a safetensors file")
+    repacked = LanguageModel.load(config)
+    assert repacked.complete(QUESTION, max_new_tokens=12) == expected
+    assert kept[0].stat().st_size > 1_000_000
 
 
 @pytest.mark.e2e
