@@ -78,6 +78,14 @@ def home(config: Config, embedder: Embedder) -> Iterator[Home]:
     assistant_home.close()
 
 
+@pytest.fixture
+def any_home(config: Config, embedder: Embedder, store_url: str) -> Iterator[Home]:
+    """`home` over each backend: SQLite + FAISS, then PostgreSQL + pgvector (`store_url`)."""
+    assistant_home = Home(config.replace(database_url=store_url), embedder)
+    yield assistant_home
+    assistant_home.close()
+
+
 def shared_data(name: str) -> Path:
     """A data set under ../shared/data, or skip the test saying why."""
     path = SHARED_DATA / name

@@ -43,7 +43,8 @@ class Conversation:
         self.sessions = sessions
         self.session = session
         self.last_answer: Answer | None = None
-        self.scope: Scope | None = None  # where questions are searched; None: every document
+        # Where questions are searched (None: every document); the session's own when resumed.
+        self.scope: Scope | None = Scope(session.scope) if session.scope else None
 
     @property
     def language_model(self) -> ChatModel:
@@ -71,8 +72,14 @@ class Conversation:
         """Search only the documents under `paths` from now on (no paths: every document again);
         returns the scope. `InputError` names a path under which nothing is ingested (the scope
         is then left as it was)."""
-        self.scope = resolve_scope(paths, self.answerer.home.store)
+        self.set_scope(resolve_scope(paths, self.answerer.home.store))
         return self.scope
+
+    def set_scope(self, scope: Scope | None) -> None:
+        """Search only in `scope` from now on (None: every document), and remember it in the
+        session, so that resuming it searches there again."""
+        self.scope = scope
+        self.sessions.set_scope(self.session, scope.paths if scope is not None else ())
 
     def ask(
         self, question: str, *, k: int | None = None

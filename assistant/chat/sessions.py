@@ -3,12 +3,16 @@
 A session has a name, a list of turns (question, checked answer, cited passages), a running
 summary of the turns folded out of the prompt, and a conversation number: `/reset` starts a new
 conversation in the same session, so earlier turns stay on record but no longer feed the prompt.
+It also keeps its scope (chat's `/in PATH`), so a resumed session searches where it left off; the
+scope lives in the store's `settings` under the session's id (ids are never reused), which needs
+no change to the sessions table.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +20,7 @@ from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from assistant.answer.memory import Turn
 from assistant.errors import InputError
-from assistant.index.schema import messages, sessions
+from assistant.index.schema import messages, sessions, settings
 from assistant.index.store import Store
 
 
@@ -49,6 +53,7 @@ class Session:
     folded: int  # turns of the current conversation folded into the summary
     conversation: int
     history: list[RecordedTurn] = field(default_factory=list)
+    scope: tuple[str, ...] = ()  # the paths searched (`Scope.paths`); empty: every document
 
     def current(self) -> list[RecordedTurn]:
         return [turn for turn in self.history if turn.conversation == self.conversation]
@@ -156,6 +161,11 @@ class Sessions:
         session.summary = ""
         session.folded = 0
 
+    def set_scope(self, session: Session, paths: Sequence[str]) -> None:
+        """Remember where the session searches (resolved paths; none: every document)."""
+        self.store.set_setting(_scope_key(session.id), json.dumps(list(paths)))
+        session.scope = tuple(paths)
+
     def list(self) -> list[SessionInfo]:
         count = func.count(messages.c.id)
         with self.store.transaction() as connection:
@@ -175,6 +185,7 @@ class Sessions:
             if found is None:
                 raise InputError(f"no session called {name!r}; `assistant sessions` lists them")
             connection.execute(delete(messages).where(messages.c.session_id == found))
+            connection.execute(delete(settings).where(settings.c.key == _scope_key(found)))
             connection.execute(delete(sessions).where(sessions.c.id == found))
 
 
@@ -194,4 +205,23 @@ def _loaded(connection: Connection, row: Row[Any]) -> Session:
             select(messages).where(messages.c.session_id == row.id).order_by(messages.c.id)
         )
     ]
-    return Session(row.id, row.name, row.summary, row.folded, row.conversation, history)
+    stored = connection.execute(
+        select(settings.c.value).where(settings.c.key == _scope_key(row.id))
+    ).scalar_one_or_none()
+    scope = _scope_paths(stored)
+    return Session(row.id, row.name, row.summary, row.folded, row.conversation, history, scope)
+
+
+def _scope_key(session_id: int) -> str:
+    return f"session_scope:{session_id}"
+
+
+def _scope_paths(stored: str | None) -> tuple[str, ...]:
+    """The paths of a stored scope; none (every document) when there is none or it is damaged."""
+    try:
+        paths = json.loads(stored) if stored is not None else []
+    except ValueError:
+        return ()
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        return ()
+    return tuple(paths)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from assistant.cli import command
 from assistant.cli.command import (
@@ -146,7 +147,17 @@ def chat_command(
     answerer = Answerer(assistant_home, load_model(config))
     sessions = Sessions(assistant_home.store)
     conversation = Conversation(answerer, sessions, sessions.open(session))
-    conversation.scope = scope
+    if scope is not None:  # --in replaces the scope the session kept
+        conversation.set_scope(scope)
+    elif conversation.scope is not None:  # kept by the session: unless forgotten since
+        try:
+            resolve_scope(conversation.scope.paths, assistant_home.store)
+        except InputError as error:
+            command.errors.print(
+                f"[yellow]This session's scope: {escape(str(error))}. "
+                "Searching all your documents.[/]"
+            )
+            conversation.set_scope(None)
 
     def list_documents() -> list[str]:
         return [display_path(row.key) for row in assistant_home.store.documents()]

@@ -134,6 +134,10 @@ class ChatScreen:
                 self.console.print(
                     f"[dim]{escape(shorten(turn.answer or '(stopped)', ANSWER_PREVIEW))}[/]"
                 )
+        scope = self.conversation.scope
+        if scope is not None:
+            shown = ", ".join(display_path(path) for path in scope.paths)
+            self.console.print(f"[dim]Searching only in: {escape(shown)} (/in alone: all)[/]")
 
     def _answer(self, question: str) -> None:
         events = self.conversation.ask(question)

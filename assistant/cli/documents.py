@@ -180,6 +180,7 @@ def _follow_changes(events: Iterator[WatchEvent], as_json: bool) -> None:
                         f"  [yellow]skipped[/] {escape(display_path(item.path))}: "
                         f"{escape(item.reason)}"
                     )
+            _print_notes(summary)
         elif isinstance(event, WatchStopped):
             if as_json:
                 print(json.dumps({"event": "stopped"} | dataclasses.asdict(event)), flush=True)
@@ -210,6 +211,19 @@ def print_ingest_summary(summary: IngestSummary) -> None:
                 f"  [yellow]skipped[/] {count} × {escape(reason)}: {escape(shown)}{more}"
             )
         command.console.print("  [dim](--json lists every skipped file)[/]")
+    _print_notes(summary)
+
+
+def _print_notes(summary: IngestSummary, shown: int = 10) -> None:
+    """What to know about files that were ingested (pages read by OCR, or needing it)."""
+    for item in summary.notes[:shown]:
+        command.console.print(
+            f"  [yellow]note[/] {escape(display_path(item.path))}: {escape(item.note)}"
+        )
+    if len(summary.notes) > shown:
+        command.console.print(
+            f"  [dim]and {len(summary.notes) - shown} more notes (--json lists them)[/]"
+        )
 
 
 @handle_errors
@@ -372,7 +386,10 @@ def repair_command(
     home: HomeOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Rebuild a damaged database from your files; the damaged one is kept beside it."""
+    """Rebuild a damaged database from your files; the damaged one is kept beside it.
+
+    On PostgreSQL: write the vectors of the chunks that lack one (`--force`: of every chunk).
+    """
     from assistant.ingest.repair import RepairReport, repair
 
     config = load_config(home, debug=debug)
@@ -385,6 +402,20 @@ def repair_command(
                     report = event
         assistant_home.close()
     if report is None:  # pragma: no cover - repair always ends with a report
+        return
+    if report.vectors_written is not None:  # PostgreSQL: the vectors, not the database
+        for problem in report.problems:
+            command.console.print(f"[yellow]found:[/] {escape(problem)}")
+        if report.vectors_written:
+            command.console.print(
+                f"wrote the vectors of {report.vectors_written} chunk(s) from their stored "
+                "embeddings"
+            )
+        else:
+            command.console.print(
+                "every chunk has its vector: nothing to repair (PostgreSQL keeps its own pages; "
+                "restore a damaged database from its backup)"
+            )
         return
     if report.moved_to is None:
         command.console.print(

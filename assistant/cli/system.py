@@ -122,17 +122,17 @@ def calibrate_command(
 
 
 def _kernel_choices(config: Config) -> dict[str, str]:
-    """What the torch engine runs on this CPU and the numbers behind it (`kernel_plan`), and
-    whether the C attention kernel can run here at all (and if not, why)."""
+    """What the torch engine runs on this CPU and the numbers behind it (`kernel_plan`, read
+    from its cache by `plan_cache` without importing torch), and whether the C attention kernel
+    can run here at all (and if not, why)."""
     from assistant.devices import choose_device
-    from assistant.llm.attention import PromptAttention
-    from assistant.llm.kernel_plan import cached_plan, describe
+    from assistant.llm.plan_cache import attention_kernel_reason, cached_choices, describe
 
     if choose_device(config.device) != "cpu":
         return {}
-    reason = PromptAttention.unavailable_reason(config.models_dir / "kernels")
+    reason = attention_kernel_reason(config.models_dir / "kernels")
     kernel = {"attention_kernel": "available" if reason is None else f"unavailable: {reason}"}
-    plan = cached_plan(config)
-    if plan is None:
+    choices = cached_choices(config)
+    if choices is None:
         return {"torch_kernels": "measured at the first question (once per CPU)", **kernel}
-    return {**{f"torch_{name}": line for name, line in describe(plan).items()}, **kernel}
+    return {**{f"torch_{name}": line for name, line in describe(choices).items()}, **kernel}

@@ -250,7 +250,7 @@ class Home:
         missing, _ = index.differences(store)
         note = f"{len(index)} vectors in the database (pgvector, HNSW cosine)"
         if len(missing):
-            note += f"; {len(missing)} chunks lack one (written on next use)"
+            note += f"; {len(missing)} chunks lack one (`assistant repair` writes them)"
         return HomeCheck("ok", note, [])
 
     @contextmanager

@@ -14,7 +14,8 @@ can draw a progress bar without this module knowing about terminals.
   every `index_save_seconds`. A kill loses at most the last few seconds of embedding, and the
   next run picks up the rest (the index is reconciled with the database on open).
 - What to read, and what to pass over, is decided in `discovery`; every file we do not ingest is
-  reported with its reason, and nothing is dropped silently.
+  reported with its reason, and nothing is dropped silently: a file ingested in part (a PDF page
+  without a text layer, which needs OCR) is reported with a note saying which part.
 
 Each file is first decided, then done: `planning.plan_file` looks at the file and its stored
 rows and says what it is (unchanged, skipped and why, new or changed and which of its documents
@@ -48,6 +49,14 @@ COMMIT_SECONDS = 5.0  # embed about this long between commits: what a kill can l
 FIRST_SLICE_CHUNKS = 16  # the first slice, before the embedding speed is known
 
 
+@dataclass(frozen=True)
+class FileNote:
+    """Something to know about a file that was ingested, e.g. its pages read by OCR."""
+
+    path: str
+    note: str
+
+
 @dataclass
 class IngestSummary:
     added: list[str] = field(default_factory=list)
@@ -55,6 +64,7 @@ class IngestSummary:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[FileNote] = field(default_factory=list)
     chunks_added: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0
@@ -82,6 +92,7 @@ class IngestSummary:
                 "updated": self.updated,
                 "removed": self.removed,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+                "notes": [{"path": n.path, "note": n.note} for n in self.notes],
             },
         }
 
@@ -225,6 +236,9 @@ def _apply(home: Home, plan: FilePlan, summary: IngestSummary) -> list[_PendingF
             summary.removed.append(plan.path)
         return []
     keys = list(plan.keys)
+    summary.notes.extend(
+        FileNote(plan.path, note) for document in plan.documents for note in document.notes
+    )
     if not plan.documents:
         removed, _ = home.replace(plan.path, [], keys)
         home.touch(plan.path, plan.size, plan.mtime, plan.file_hash)

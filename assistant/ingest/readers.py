@@ -8,6 +8,8 @@ silently: a file we cannot read raises `UnreadableFile` with the reason, and the
 names it. Markup formats are parsed in `markup`, office documents in `office`, e-books in
 `ebooks`, blocks built with `blocks`, and bytes become text in `encoding` (UTF-8 first, else
 the encoding the file was written in); PDF and BEIR JSONL (one document per line) are read here.
+A PDF page without a text layer (a scan) is read by `ocr` where the OCR extra is installed; either
+way the document's `notes` say which pages that was, for the ingest summary.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from assistant.errors import UnreadableFile as UnreadableFile  # where readers' callers find it
 from assistant.ingest.blocks import Block, paragraph_blocks
@@ -56,6 +59,7 @@ class Document:
     title: str
     blocks: tuple[Block, ...]
     content_hash: str = ""
+    notes: tuple[str, ...] = ()  # what the ingest summary should say about it (pages OCR'd...)
 
     @property
     def text(self) -> str:
@@ -105,8 +109,8 @@ def read_documents(path: Path, data: bytes, content_hash: str) -> Iterator[Docum
         raise UnreadableFile("empty file")
     key = str(path)
     if file_format == "pdf":
-        blocks, title = _pdf_blocks(data)
-        yield _document(key, "pdf", title or path.stem, blocks, content_hash)
+        blocks, title, notes = _pdf_blocks(data)
+        yield _document(key, "pdf", title or path.stem, blocks, content_hash, notes)
         return
     if file_format in PACKAGE_FORMATS.values():
         blocks, title = _package_blocks(file_format, data)
@@ -133,11 +137,16 @@ def read_documents(path: Path, data: bytes, content_hash: str) -> Iterator[Docum
 
 
 def _document(
-    key: str, file_format: str, title: str, blocks: list[Block], content_hash: str
+    key: str,
+    file_format: str,
+    title: str,
+    blocks: list[Block],
+    content_hash: str,
+    notes: tuple[str, ...] = (),
 ) -> Document:
     if not blocks:
         raise UnreadableFile("no text found")
-    return Document(key, key, file_format, title.strip(), tuple(blocks), content_hash)
+    return Document(key, key, file_format, title.strip(), tuple(blocks), content_hash, notes)
 
 
 def _package_blocks(file_format: str, data: bytes) -> tuple[list[Block], str]:
@@ -159,11 +168,18 @@ def _first_heading(blocks: list[Block]) -> str | None:
     return None
 
 
-def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
+def _pdf_blocks(data: bytes) -> tuple[list[Block], str, tuple[str, ...]]:
+    """The blocks (each with its page), the title, and notes on the pages without a text layer:
+    read by OCR where the extra is installed, else named as needing it."""
     import io
 
     import pypdf
 
+    from assistant.ingest import ocr
+
+    with_ocr = ocr.available()
+    scanned: list[int] = []  # pages with images but no text layer
+    unread: list[int] = []  # those left unread: no OCR installed, or it found no text
     encrypted = False
     try:
         with _quiet_logger("pypdf"):
@@ -175,6 +191,11 @@ def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
             blocks: list[Block] = []
             for number, page in enumerate(reader.pages, start=1):
                 page_text = (page.extract_text() or "").replace("\r\n", "\n").replace("\r", "\n")
+                if not page_text.strip() and _has_images(page):
+                    scanned.append(number)
+                    page_text = ocr.page_text(page) if with_ocr else ""
+                    if not page_text.strip():
+                        unread.append(number)
                 blocks.extend(paragraph_blocks(page_text.split("\n"), 1, (), page=number))
             title = ""
             if reader.metadata is not None and reader.metadata.title:
@@ -185,10 +206,29 @@ def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
         kind = "encrypted" if encrypted else "unreadable"
         raise UnreadableFile(f"{kind} PDF ({type(error).__name__}: {error})") from None
     if not blocks:
-        raise UnreadableFile("scanned PDF: no text layer (OCR is not enabled)")
+        if with_ocr:
+            raise UnreadableFile("scanned PDF: no text layer, and OCR found no text in its images")
+        raise UnreadableFile(f"scanned PDF: no text layer ({ocr.HINT})")
     if not title.strip():
         title = blocks[0].text.split("\n")[0][:120]
-    return blocks, title
+    notes: list[str] = []
+    read = [number for number in scanned if number not in unread]
+    if read:
+        notes.append(f"{ocr.describe_pages(read)} read by OCR (no text layer)")
+    if unread and with_ocr:
+        notes.append(f"{ocr.describe_pages(unread)}: no text layer, and OCR found no text")
+    elif unread:
+        notes.append(f"{ocr.describe_pages(unread)} not read: no text layer ({ocr.HINT})")
+    return blocks, title, tuple(notes)
+
+
+def _has_images(page: Any) -> bool:
+    """Whether a pypdf page draws any image (a scanned page is one); False when its resources
+    cannot be read."""
+    try:
+        return len(page.images) > 0
+    except Exception:  # pypdf fails in many ways on damaged resources: no image to read then
+        return False
 
 
 @contextmanager

@@ -8,6 +8,13 @@ the damaged file aside as `assistant.db.damaged-<time>` (kept for a closer look)
 one in its place. The report says what could not be brought back: files that are gone, and
 whether the damaged file's lists could be read to the end.
 
+A PostgreSQL store has no file to move aside: the server keeps its own pages (write-ahead log,
+checksums) and a damaged database is restored from the team's backup. What can fall out of step
+there is the vectors, which live in the chunk rows (pgvector) rather than in an index file: a chunk
+without one (an interrupted `reindex`, a row written by hand) is never found by dense search, and
+nothing else writes it. So on PostgreSQL `repair` gives those chunks their stored embedding again
+(`--force`: every chunk, as `reindex` does) and says so; it re-ingests nothing.
+
 Like `ingest`, `repair` is a generator of progress events that ends with its `RepairReport`.
 """
 
@@ -25,6 +32,7 @@ from urllib.parse import quote
 
 from sqlalchemy import insert
 
+from assistant.config import display_url
 from assistant.errors import InputError, StoreError
 from assistant.index.database import sqlite_file
 from assistant.index.home import Home
@@ -65,6 +73,7 @@ class RepairReport:
     sessions_kept: int = 0
     messages_kept: int = 0
     sessions_complete: bool = True
+    vectors_written: int | None = None  # PostgreSQL: chunks given their vector again
 
     def lost(self) -> list[str]:
         """What the repair could not bring back, one line each (empty: nothing was lost)."""
@@ -127,9 +136,21 @@ def repair(
 
     Call it holding `home.writing()`, before anything has opened the home's store.
     """
+    if home.in_database:
+        if paths:
+            raise InputError(
+                "on PostgreSQL `repair` rebuilds no database, so it ingests nothing; "
+                "use `assistant ingest PATH...`"
+            )
+        yield _repair_vectors(home, force)
+        return
     database = sqlite_file(home.config.database)
     if database is None:
-        raise StoreError("`repair` rebuilds SQLite databases; restore other ones from a backup")
+        raise StoreError(
+            f"`repair` rebuilds SQLite databases, not {display_url(home.config.database)}; "
+            "restore a damaged one from its backup, and `assistant reindex` rebuilds the vector "
+            "index from it"
+        )
     if not database.exists():
         raise InputError(f"there is no database at {database} to repair")
     for given in paths:
@@ -169,6 +190,21 @@ def repair(
         if source.exists():
             os.replace(source, target)
     yield report
+
+
+def _repair_vectors(home: Home, force: bool) -> RepairReport:
+    """PostgreSQL: write the vectors of the chunks that lack one (with `force`, of every chunk)
+    from the embeddings stored beside them; see the module docstring."""
+    if home.is_empty():  # no vectors to write (and no model to load to learn their size)
+        return RepairReport([], vectors_written=0)
+    missing, _ = home.index.differences(home.store)
+    problems = [f"{len(missing)} chunks have no vector, so dense search cannot find them"]
+    report = RepairReport(problems if len(missing) else [], vectors_written=0)
+    if force:
+        report.vectors_written = home.rebuild_index()
+    elif len(missing):
+        report.vectors_written, _ = home.index.reconcile(home.store)
+    return report
 
 
 def _restore_sessions(home: Home, found: Salvage) -> tuple[int, int]:

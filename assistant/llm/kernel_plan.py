@@ -38,7 +38,6 @@ from torch.nn import functional
 from assistant.calibration import CalibrationCache, Choice, best_time, fastest, key_of
 from assistant.config import Config
 from assistant.devices import available_cores
-from assistant.errors import ModelError
 
 PROMPT_ROWS = 256  # rows of a prompt-sized product when measuring (a short RAG prompt has ~1,000)
 STEP_BYTES = 96 * 2**20  # float32 weight bytes a step measurement reads: beyond any L3 cache
@@ -100,34 +99,6 @@ def plan(
     if cache is not None and cache_hit is None:
         cache.put(key, measured)
     return _apply_settings(measured, config)
-
-
-def cached_plan(config: Config) -> KernelPlan | None:
-    """The plan a load of `config.model` on the CPU would use, from the cache alone (None when not
-    measured yet): for `assistant info`, which loads no model."""
-    from transformers import AutoConfig
-
-    from assistant.llm.weights import dense_cache_dir, four_bit_gguf
-    from assistant.models import resolve_language_model
-
-    try:
-        source = resolve_language_model(config.model)
-        folder = dense_cache_dir(source, config.models_dir) if source.gguf_file else source.location
-        if not Path(folder).is_dir():
-            return None
-        settings = AutoConfig.from_pretrained(folder)
-        four_bit = source.gguf_file is not None and four_bit_gguf(source, config.models_dir)
-    except (OSError, ValueError, ModelError):
-        return None
-
-    class _Shapes:  # what `plan` reads of a model when the answer is cached
-        config = settings
-
-    if not _four_bit_steps_possible(config, four_bit):
-        return plan(_Shapes(), config, four_bit=four_bit)
-    key = _key(_Shapes())
-    measured = CalibrationCache(config.models_dir).get(key)
-    return None if measured is None else _apply_settings(measured, config)
 
 
 def _four_bit_steps_possible(config: Config, four_bit: bool) -> bool:
@@ -411,8 +382,3 @@ def _measure_attention(model: Any, config: Config, generator: torch.Generator) -
         return Choice("prompt_attention", "torch", seconds, "no choice: shapes the kernel lacks")
     seconds["kernel"] = best_time(lambda: kernel(query, key, value, scale), repeats=5)
     return Choice("prompt_attention", fastest(seconds, "torch"), seconds)
-
-
-def describe(plan: KernelPlan) -> dict[str, str]:
-    """One line per choice, for `assistant info`."""
-    return {name: choice.describe() for name, choice in plan.choices.items()}

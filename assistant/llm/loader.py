@@ -60,9 +60,10 @@ def llamacpp_status(config: Config) -> EngineStatus:
     if config.device not in ("cpu", "auto"):
         return EngineStatus(False, f"llama.cpp runs on the CPU here, not on {config.device}")
     if config.device == "auto":
-        import torch
+        from assistant.devices import choose_device
 
-        if torch.cuda.is_available():
+        # Asks torch only where a GPU could be present (`choose_device`): `info` stays torch-free.
+        if choose_device("auto") != "cpu":
             return EngineStatus(False, "a CUDA GPU is present: the torch engine uses it")
     try:
         source = resolve_language_model(config.model)
@@ -81,21 +82,27 @@ def load_chat_model(config: Config) -> ChatModel:
         from assistant.llm.openai_engine import OpenAIModel
 
         return OpenAIModel.load(config)
-    from assistant.llm.torch_engine import LanguageModel
-
     status = llamacpp_status(config)
     if config.engine == "torch":
-        return LanguageModel.load(config)
+        return _torch(config)
     if config.engine == "llamacpp":
         if not status.llamacpp_usable:
             raise ModelError(f"the llamacpp engine cannot run here: {status.reason}")
         return _llamacpp(config, cached_choice(config))
     if not status.llamacpp_usable:
-        return LanguageModel.load(config)
+        return _torch(config)
     choice = cached_choice(config)
     if choice is not None:
-        return LanguageModel.load(config) if choice.chosen == "torch" else _llamacpp(config, choice)
+        return _torch(config) if choice.chosen == "torch" else _llamacpp(config, choice)
     return _measure_and_choose(config)
+
+
+def _torch(config: Config) -> ChatModel:
+    """Our torch engine (imported here: llama.cpp needs no torch, and importing it takes a
+    second of a one-shot command's start)."""
+    from assistant.llm.torch_engine import LanguageModel
+
+    return LanguageModel.load(config)
 
 
 def engine_key(config: Config) -> str:

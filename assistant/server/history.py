@@ -97,6 +97,9 @@ class _RequestSessions(Sessions):
         session.summary = ""
         session.folded = 0
 
+    def set_scope(self, session: Session, paths: Sequence[str]) -> None:
+        session.scope = tuple(paths)  # each request sends its own scope
+
 
 def _prefix_keys(turns: Sequence[Turn]) -> list[str]:
     """keys[n] identifies the first n turns (a hash chain, so each key costs one step)."""

@@ -64,3 +64,23 @@ def test_find_reads_an_existing_session_and_creates_none(sessions: Sessions) -> 
     with pytest.raises(InputError, match="no session called 'b'"):
         sessions.find("b")
     assert [info.name for info in sessions.list()] == ["a"]
+
+
+def test_a_session_keeps_its_scope_until_cleared_or_deleted(sessions: Sessions) -> None:
+    session = sessions.open("scoped")
+    assert session.scope == ()
+    sessions.set_scope(session, ["/notes/work", "/notes/a.md"])
+    assert session.scope == ("/notes/work", "/notes/a.md")
+    sessions.reset(session)  # a new conversation searches where the session did
+    assert sessions.open("scoped").scope == ("/notes/work", "/notes/a.md")
+    assert sessions.open("other").scope == ()
+    sessions.set_scope(session, [])
+    assert sessions.find("scoped").scope == ()
+
+    sessions.set_scope(session, ["/notes/work"])
+    sessions.delete("scoped")
+    again = sessions.open("scoped")
+    assert again.scope == ()  # a new session of that name starts unscoped
+    assert sessions.store.get_setting(f"session_scope:{session.id}") is None
+    sessions.store.set_setting(f"session_scope:{again.id}", "{damaged")
+    assert sessions.find("scoped").scope == ()

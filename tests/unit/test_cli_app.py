@@ -105,6 +105,36 @@ def test_info_names_a_missing_compiler(
     assert "unavailable: no C compiler found" in result.output
 
 
+def test_ingest_names_the_pdf_pages_that_need_ocr(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the OCR extra (as here, even where it is installed): a scanned PDF is skipped
+    and a scanned page named, both with what they need (read by OCR: test_ingest_ocr.py)."""
+    from tests.unit.test_ingest_ocr import mixed_pdf, scanned_pdf
+
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    data, page = mixed_pdf()
+    (folder / "mixed.pdf").write_bytes(data)
+    (folder / "scan.pdf").write_bytes(scanned_pdf())
+    needs = "(OCR is not installed: pip install 'assistant[ocr]')"
+    result = run("ingest", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["added"] == 1 and summary["skipped"] == 1
+    assert summary["files"]["skipped"] == [
+        {"path": str(folder / "scan.pdf"), "reason": f"scanned PDF: no text layer {needs}"}
+    ]
+    assert summary["files"]["notes"] == [
+        {"path": str(folder / "mixed.pdf"), "note": f"page {page} not read: no text layer {needs}"}
+    ]
+    shown = run("ingest", str(folder), ASSISTANT_HOME=str(tmp_path / "other"))
+    assert shown.exit_code == 0, shown.output
+    assert f"mixed.pdf: page {page} not read: no text layer {needs}" in shown.stdout
+    assert f"scanned PDF: no text layer {needs}: " in shown.stdout
+
+
 def test_human_ingest_output_names_skipped_files(run, docs: Path) -> None:  # type: ignore[no-untyped-def]
     result = run("ingest", str(docs))
     assert result.exit_code == 0
@@ -564,3 +594,66 @@ def test_chat_in_sets_and_clears_the_scope(run, scoped_docs: Path) -> None:  # t
     assert given[0] == {"side/rye.md", "side/spelt.md"}
     assert given[1] == given[2] == {"main/cache-1.md", "main/cache-2.md"}
     assert "side/rye.md" in given[3] and len(given[3]) > 2
+
+
+def test_a_resumed_chat_session_searches_where_it_left_off(  # type: ignore[no-untyped-def]
+    run, scoped_docs: Path, model_cache: Path
+) -> None:
+    from tests.fake_openai_server import Script, fake_server
+
+    assert run("ingest", str(scoped_docs)).exit_code == 0
+    side, main = scoped_docs / "side", scoped_docs / "main"
+    question = "What does the KV cache store?\n"
+    with fake_server(Script(pieces=("It stores keys and values.",))) as (url, _):
+
+        def chat(*arguments: str, input: str = question):  # type: ignore[no-untyped-def]
+            result = run(
+                "chat", "--model", "openai:fake", *arguments, input=input,
+                ASSISTANT_OPENAI_BASE_URL=url,
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+            return result
+
+        def headers(result) -> list[str]:  # type: ignore[no-untyped-def]
+            return [line for line in result.stdout.splitlines() if line.startswith("in: ")]
+
+        assert headers(chat("--session", "work", input=f"/in {side}\n" + question)) == [
+            f"in: {side}"
+        ]
+        assert headers(chat("--session", "work")) == [f"in: {side}"]  # kept by the session
+        assert headers(chat("--session", "other")) == []  # another session: everywhere
+        assert headers(chat("--session", "work", "--in", str(main))) == [f"in: {main}"]
+        assert headers(chat("--session", "work")) == [f"in: {main}"]  # --in replaced it
+        assert headers(chat("--session", "work", input="/in\n" + question)) == []
+        assert headers(chat("--session", "work")) == []  # cleared for good
+
+        chat("--session", "work", input=f"/in {side}\n")
+        assert run("forget", str(side)).exit_code == 0
+        forgotten = chat("--session", "work")
+        assert headers(forgotten) == []
+        assert f"This session's scope: nothing ingested under {side}" in forgotten.stderr
+
+        # In a terminal, the greeting of a resumed session says where it searches.
+        chat("--session", "work", input=f"/in {main}\n")
+        pexpect = pytest.importorskip("pexpect")
+        environment = {
+            **os.environ,
+            "ASSISTANT_HOME": str(scoped_docs.parent / "home"),
+            "ASSISTANT_CACHE_DIR": str(model_cache),
+            "ASSISTANT_OPENAI_BASE_URL": url,
+        }
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "assistant", "chat", "--session", "work", "--model", "openai:fake"],
+            env=environment,
+            cwd=str(scoped_docs.parent),
+            timeout=120,
+            encoding="utf-8",
+            dimensions=(50, 200),
+        )
+        child.expect(r"Searching only in: scoped/main \(/in alone: all\)")
+        child.expect("you›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0

@@ -50,6 +50,33 @@ def test_every_migration_runs_on_postgresql_and_once(postgres_url: str) -> None:
     assert "chunks_search" in indexes
 
 
+def test_a_token_count_index_built_concurrently_by_hand_is_kept_by_0006(postgres_url: str) -> None:
+    """An administrator may build 0006's index without blocking writes before upgrading
+    (see `schema._index_token_counts`): the migration then keeps it instead of failing."""
+    store = Store(postgres_url)
+    store.replace_file("/a", [document("/a", ["alpha", "beta"])])
+    with store.engine.begin() as connection:  # as a database from before 0006
+        connection.execute(text("DROP INDEX chunks_token_count"))
+        connection.execute(
+            text("DELETE FROM schema_migrations WHERE name = '0006_chunks_token_count_index'")
+        )
+    by_hand = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with by_hand.connect() as connection:
+        connection.execute(
+            text("CREATE INDEX CONCURRENTLY chunks_token_count ON chunks (token_count)")
+        )
+    by_hand.dispose()
+    assert Store(postgres_url).migrate() == []  # applied when the store was opened
+    assert store.applied_migrations() == sorted(name for name, _ in MIGRATIONS)
+    with store.engine.connect() as connection:
+        valid = connection.execute(
+            text(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'chunks_token_count'::regclass"
+            )
+        ).scalar_one()
+    assert valid is True
+
+
 def test_postgresql_only_migrations_do_not_hold_up_a_read_only_sqlite_home(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'a.db'}")
     assert pending_migrations(store.engine) == []

@@ -41,7 +41,8 @@ def folder(tmp_path: Path) -> Path:
     return docs
 
 
-def test_first_ingest_reports_every_file(home: Home, folder: Path) -> None:
+def test_first_ingest_reports_every_file(any_home: Home, folder: Path) -> None:
+    home = any_home
     summary = _run(home, folder)
     assert sorted(Path(p).name for p in summary.added) == ["a.md", "b.txt"]
     reasons = {Path(s.path).name: s.reason for s in summary.skipped}
@@ -56,7 +57,10 @@ def test_first_ingest_reports_every_file(home: Home, folder: Path) -> None:
     json.dumps(summary.as_dict())  # serializable
 
 
-def test_reingest_unchanged_does_no_work_and_changes_are_applied(home: Home, folder: Path) -> None:
+def test_reingest_unchanged_does_no_work_and_changes_are_applied(
+    any_home: Home, folder: Path
+) -> None:
+    home = any_home
     _run(home, folder)
     old_ids = set(home.index.ids().tolist())
     again = _run(home, folder)
@@ -73,14 +77,16 @@ def test_reingest_unchanged_does_no_work_and_changes_are_applied(home: Home, fol
     assert not ids & old_ids  # old vectors of the changed and removed files are gone
 
 
-def test_touched_but_identical_file_is_unchanged(home: Home, folder: Path) -> None:
+def test_touched_but_identical_file_is_unchanged(any_home: Home, folder: Path) -> None:
+    home = any_home
     _run(home, folder)
     os.utime(folder / "a.md", (1, 1))
     summary = _run(home, folder)
     assert len(summary.unchanged) == 2 and summary.chunks_added == 0
 
 
-def test_jsonl_corpus_reembeds_only_changed_rows(home: Home, tmp_path: Path) -> None:
+def test_jsonl_corpus_reembeds_only_changed_rows(any_home: Home, tmp_path: Path) -> None:
+    home = any_home
     corpus = tmp_path / "corpus.jsonl"
     rows = [
         {"_id": str(i), "title": f"T{i}", "text": f"Document number {i} about topic {i}."}
@@ -141,8 +147,9 @@ def test_one_writer_at_a_time(home: Home) -> None:
 
 
 def test_big_corpus_is_committed_in_groups_and_resumes(
-    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    any_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    home = any_home
     monkeypatch.setattr(ingest_module, "FLUSH_CHUNKS", 2)
     corpus = tmp_path / "corpus.jsonl"
     rows = [
@@ -162,8 +169,9 @@ def test_big_corpus_is_committed_in_groups_and_resumes(
 
 
 def test_a_file_interrupted_between_its_parts_is_finished_by_the_next_run(
-    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    any_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    home = any_home
     monkeypatch.setattr(ingest_module, "FIRST_SLICE_CHUNKS", 1)
     monkeypatch.setattr(ingest_module, "COMMIT_SECONDS", 1e-9)  # one document per commit
     corpus = tmp_path / "corpus.jsonl"
@@ -317,7 +325,10 @@ def test_removals_are_the_stored_files_neither_ingested_nor_kept() -> None:
     assert plan_removals([], ingested, kept) == []
 
 
-def test_a_file_that_becomes_unreadable_leaves_store_and_index(home: Home, folder: Path) -> None:
+def test_a_file_that_becomes_unreadable_leaves_store_and_index(
+    any_home: Home, folder: Path
+) -> None:
+    home = any_home
     _run(home, folder)
     (folder / "a.md").write_bytes(b"# Alpha\x00 binary now")
     summary = _run(home, folder)

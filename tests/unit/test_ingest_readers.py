@@ -656,17 +656,20 @@ def test_a_truncated_pdf_is_skipped_without_pypdf_writing_to_stderr(tmp_path: Pa
     assert "EOF marker" not in result.stderr
 
 
-def test_pdf_without_text() -> None:
+def test_pdf_without_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scanned pages: tests/unit/test_ingest_ocr.py."""
     import pypdf
 
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # the OCR extra is absent
     writer = pypdf.PdfWriter()
     writer.add_blank_page(width=200, height=200)
     buffer = io.BytesIO()
     writer.write(buffer)
-    with pytest.raises(
-        UnreadableFile, match=r"^scanned PDF: no text layer \(OCR is not enabled\)$"
-    ):
+    with pytest.raises(UnreadableFile) as raised:
         read("scan.pdf", buffer.getvalue())
+    assert str(raised.value) == (
+        "scanned PDF: no text layer (OCR is not installed: pip install 'assistant[ocr]')"
+    )
 
 
 def _encrypted(user_password: str) -> bytes:

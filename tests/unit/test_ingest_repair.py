@@ -153,3 +153,46 @@ def test_the_rebuilt_index_holds_the_new_databases_vectors(
     indexed = [repaired.index.index.reconstruct(int(chunk_id)) for chunk_id in ids]
     assert all((vector == row).all() for vector, row in zip(indexed, stored, strict=True))
     repaired.close()
+
+
+def test_on_postgresql_repair_writes_the_vectors_chunks_lack(
+    config: Config, embedder: Embedder, docs: Path, postgres_url: str
+) -> None:
+    """A PostgreSQL store has no file to rebuild: `repair` gives the chunks without a vector (an
+    interrupted `reindex`) theirs again, and otherwise says there is nothing to repair."""
+    url = postgres_url.replace("postgres@", "postgres:s3cret-pass@")  # trust: any password
+    home = Home(config.replace(database_url=url), embedder)
+    list(ingest(home, [docs]))
+    home.index.remove(home.store.chunk_ids().tolist())  # as a `reindex` killed half-way leaves it
+    question = "what does the KV cache store?"
+    assert home.retriever().search(question, 1, "dense").passages == []
+    runner = CliRunner()
+    environment = {
+        "ASSISTANT_HOME": str(config.home),
+        "ASSISTANT_DATABASE_URL": url,
+        "COLUMNS": "200",
+    }
+
+    def run(*arguments: str):  # type: ignore[no-untyped-def]
+        result = runner.invoke(app, list(arguments), env=environment)
+        assert "s3cret-pass" not in result.output and "Traceback" not in result.output
+        return result
+
+    assert "3 chunks lack one (`assistant repair` writes them)" in run("info").output
+    result = run("repair")
+    assert result.exit_code == 0, result.output
+    assert "found: 3 chunks have no vector" in result.output
+    assert "wrote the vectors of 3 chunk(s)" in result.output
+    assert not list(config.home.glob("*.damaged-*"))
+    hits = home.retriever().search(question, 1, "dense").passages
+    assert hits[0].source.endswith("cache.md")  # found by its vector again
+
+    result = run("repair")
+    assert (
+        result.exit_code == 0 and "every chunk has its vector: nothing to repair" in result.output
+    )
+    result = run("repair", "--force")
+    assert result.exit_code == 0 and "wrote the vectors of 3 chunk(s)" in result.output
+    result = run("repair", str(docs))
+    assert result.exit_code == 1 and "use `assistant ingest PATH...`" in result.output
+    home.close()

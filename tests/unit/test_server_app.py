@@ -28,6 +28,7 @@ from assistant.server.app import create_app
 from assistant.server.serve import listening_socket, uvicorn_server
 from assistant.server.settings import ServerSettings
 from tests.fakes import ScriptedModel
+from tests.postgres import Server
 
 KV_CACHE = """# The KV cache
 
@@ -73,17 +74,44 @@ class HeldModel(ScriptedModel):
         return held()
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Home]:
+def _ingested_home(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, database_url: str | None = None
+) -> Home:
     folder = tmp_path_factory.mktemp("docs")
     (folder / "kv-cache.md").write_text(KV_CACHE)
     (folder / "tokenizers.md").write_text(TOKENIZERS)
-    config = Config.load(environ={}, home=tmp_path_factory.mktemp("home"))
+    home_folder = tmp_path_factory.mktemp("home")
+    config = Config.load(environ={}, home=home_folder, database_url=database_url)
     assistant_home = Home(config, embedder)
     for _ in ingest(assistant_home, [folder]):
         pass
+    return assistant_home
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Home]:
+    assistant_home = _ingested_home(tmp_path_factory, embedder)
     yield assistant_home
     assistant_home.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_home(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, postgres_server: Server
+) -> Iterator[Home]:
+    """The same documents in a PostgreSQL store (rows, full text and pgvector): a team's server."""
+    url = postgres_server.fresh_database()
+    assistant_home = _ingested_home(tmp_path_factory, embedder, url)
+    assert assistant_home.in_database
+    yield assistant_home
+    assistant_home.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_home(request: pytest.FixtureRequest) -> Home:
+    """`home`, then `postgres_home`: for the tests whose answers come from the store."""
+    name = "home" if request.param == "sqlite" else "postgres_home"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 @contextmanager
@@ -147,8 +175,9 @@ def ask(client: openai.OpenAI, messages: list[dict[str, str]]) -> Any:
 
 
 def test_a_streamed_answer_sends_the_draft_then_the_checked_answer_with_citations(
-    home: Home,
+    any_home: Home,
 ) -> None:
+    home = any_home
     model = ScriptedModel(SUPPORTED)
     with client_of(home, model) as (client, _):
         stream = client.chat.completions.create(
@@ -208,7 +237,8 @@ def test_the_models_list_names_the_one_model(home: Home) -> None:
     assert models[0].model_extra["language_model"] == "scripted"
 
 
-def test_search_returns_passages_only(home: Home) -> None:
+def test_search_returns_passages_only(any_home: Home) -> None:
+    home = any_home
     model = ScriptedModel(SUPPORTED)
     with client_of(home, model) as (client, _):
         found = client.post("/search", body={"query": "byte-pair merges", "k": 1}, cast_to=object)
@@ -310,8 +340,9 @@ def test_a_follow_up_retrieves_the_file_of_the_earlier_turn(home: Home) -> None:
 
 
 def test_concurrent_requests_all_get_the_same_answer_and_leave_the_store_sound(
-    home: Home,
+    any_home: Home,
 ) -> None:
+    home = any_home
     model = ScriptedModel(SUPPORTED)
     with client_of(home, model) as (client, _), ThreadPoolExecutor(8) as pool:
         answers = list(
@@ -380,7 +411,8 @@ def test_text_parts_are_read_as_one_question(home: Home) -> None:
     assert response.model_extra["grounding"]["query"] == QUESTION
 
 
-def test_a_scope_limits_search_and_answers_to_its_paths(home: Home) -> None:
+def test_a_scope_limits_search_and_answers_to_its_paths(any_home: Home) -> None:
+    home = any_home
     tokenizers = next(row.path for row in home.store.documents() if row.path.endswith("rs.md"))
     nowhere = tokenizers.rsplit("/", 1)[0] + "/nowhere"
     question = [{"role": "user", "content": QUESTION}]
