@@ -35,9 +35,16 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from assistant.calibration import CalibrationCache, Choice, best_time, fastest, key_of
+from assistant.calibration import CalibrationCache, Choice, best_time, fastest
 from assistant.config import Config
 from assistant.devices import available_cores
+from assistant.llm.plan_cache import (
+    SHAPE_FIELDS,
+    plain_choices,
+    shapes_key,
+    with_forced_threads,
+    with_settings,
+)
 
 PROMPT_ROWS = 256  # rows of a prompt-sized product when measuring (a short RAG prompt has ~1,000)
 STEP_BYTES = 96 * 2**20  # float32 weight bytes a step measurement reads: beyond any L3 cache
@@ -64,16 +71,7 @@ class KernelPlan:
 
 def dense_plan(reason: str, threads: int) -> KernelPlan:
     """The plain path: float32 products and torch's attention (a GPU, or no 4-bit model)."""
-    choices = {
-        name: Choice(name, chosen, {}, reason)
-        for name, chosen in (
-            ("step_products", "float32"),
-            ("prompt_products", "float32"),
-            ("prompt_attention", "torch"),
-            ("step_threads", str(threads)),
-        )
-    }
-    return KernelPlan("float32", "float32", "torch", threads, choices)
+    return _from_choices(plain_choices(reason, threads))
 
 
 def plan(
@@ -92,7 +90,7 @@ def plan(
             else "this torch has no int4 CPU kernels"
         )
         threads = config.step_threads or cores
-        return _with_forced_threads(dense_plan(reason, threads), config)
+        return _from_choices(with_forced_threads(plain_choices(reason, threads), config))
     key = _key(model)
     cache_hit = cache.get(key) if cache is not None else None
     measured = cache_hit if cache_hit is not None else _measure(model, config, cores)
@@ -109,7 +107,7 @@ def _four_bit_steps_possible(config: Config, four_bit: bool) -> bool:
 
 
 def _key(model: Any) -> str:
-    return key_of("torch-kernels", shapes=_shapes_signature(model), cores=available_cores())
+    return shapes_key({name: getattr(model.config, name, None) for name in SHAPE_FIELDS})
 
 
 def _int4_possible() -> bool:
@@ -120,67 +118,19 @@ def _int4_possible() -> bool:
 
 def _apply_settings(measured: dict[str, Choice], config: Config) -> KernelPlan:
     """The measured choices with the settings that force one applied on top."""
-    choices = dict(measured)
-    if config.step_products != "auto":
-        choices["step_products"] = _forced(
-            measured["step_products"], config.step_products, "ASSISTANT_STEP_PRODUCTS"
-        )
-    elif config.weights == "int4" and measured["step_products"].chosen == "float32":
-        choices["step_products"] = _forced(measured["step_products"], "int4", "ASSISTANT_WEIGHTS")
-    if config.prompt_products != "auto":
-        choices["prompt_products"] = _forced(
-            measured["prompt_products"], config.prompt_products, "ASSISTANT_PROMPT_PRODUCTS"
-        )
-    if config.native_attention != "auto":
-        chosen = "kernel" if config.native_attention == "on" else "torch"
-        choices["prompt_attention"] = _forced(
-            measured["prompt_attention"], chosen, "ASSISTANT_NATIVE_ATTENTION"
-        )
+    return _from_choices(with_settings(measured, config))
+
+
+def _from_choices(choices: dict[str, Choice]) -> KernelPlan:
     step_products = choices["step_products"].chosen
     prompt_products = choices["prompt_products"].chosen
     if step_products == "float32":
         # Quantized prompt products need the 4-bit layers, which float32 steps do without.
         prompt_products = "float32"
     threads = int(choices["step_threads"].chosen)
-    plan = KernelPlan(
+    return KernelPlan(
         step_products, prompt_products, choices["prompt_attention"].chosen, threads, choices
     )
-    return _with_forced_threads(plan, config)
-
-
-def _with_forced_threads(plan: KernelPlan, config: Config) -> KernelPlan:
-    if config.step_threads <= 0:
-        return plan
-    choices = dict(plan.choices)
-    choices["step_threads"] = _forced(
-        plan.choices["step_threads"], str(config.step_threads), "ASSISTANT_STEP_THREADS"
-    )
-    return KernelPlan(
-        plan.step_products,
-        plan.prompt_products,
-        plan.prompt_attention,
-        config.step_threads,
-        choices,
-    )
-
-
-def _forced(measured: Choice, chosen: str, variable: str) -> Choice:
-    return Choice(measured.name, chosen, measured.seconds, f"forced by {variable}")
-
-
-def _shapes_signature(model: Any) -> dict[str, Any]:
-    config = model.config
-    names = (
-        "model_type",
-        "hidden_size",
-        "intermediate_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "head_dim",
-        "vocab_size",
-    )
-    return {name: getattr(config, name, None) for name in names}
 
 
 def _measure(model: Any, config: Config, cores: int) -> dict[str, Choice]:

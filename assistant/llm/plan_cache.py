@@ -27,7 +27,7 @@ from assistant.devices import available_cores
 from assistant.errors import ModelError
 from assistant.llm import native
 
-# The model config fields the torch engine's choices depend on (`kernel_plan._shapes_signature`).
+# The model config fields the torch engine's choices depend on (`kernel_plan` keys them so).
 SHAPE_FIELDS = (
     "model_type",
     "hidden_size",
@@ -74,8 +74,8 @@ def cached_choices(config: Config) -> dict[str, Choice] | None:
         else "float32 weights: the model is not a 4-bit file"
     )
     if reason is not None:
-        return _with_forced_threads(
-            _plain_choices(reason, config.step_threads or available_cores()), config
+        return with_forced_threads(
+            plain_choices(reason, config.step_threads or available_cores()), config
         )
     cache = CalibrationCache(config.models_dir)
     for candidate in _shape_readings(settings):
@@ -105,7 +105,7 @@ def with_settings(measured: Mapping[str, Choice], config: Config) -> dict[str, C
         choices["prompt_attention"] = _forced(
             measured["prompt_attention"], chosen, "ASSISTANT_NATIVE_ATTENTION"
         )
-    return _with_forced_threads(choices, config)
+    return with_forced_threads(choices, config)
 
 
 def describe(choices: Mapping[str, Choice]) -> dict[str, str]:
@@ -126,8 +126,9 @@ def attention_kernel_reason(cache: Path) -> str | None:
     return None
 
 
-def _plain_choices(reason: str, threads: int) -> dict[str, Choice]:
-    """The plain path's choices (`kernel_plan.dense_plan`)."""
+def plain_choices(reason: str, threads: int) -> dict[str, Choice]:
+    """The plain path's choices (`kernel_plan.dense_plan` runs them): float32 products and
+    torch's attention."""
     return {
         name: Choice(name, chosen, {}, reason)
         for name, chosen in (
@@ -139,7 +140,8 @@ def _plain_choices(reason: str, threads: int) -> dict[str, Choice]:
     }
 
 
-def _with_forced_threads(choices: dict[str, Choice], config: Config) -> dict[str, Choice]:
+def with_forced_threads(choices: dict[str, Choice], config: Config) -> dict[str, Choice]:
+    """The choices with ASSISTANT_STEP_THREADS applied when it is set."""
     if config.step_threads > 0:
         choices["step_threads"] = _forced(
             choices["step_threads"], str(config.step_threads), "ASSISTANT_STEP_THREADS"

@@ -143,7 +143,7 @@ def test_the_key_and_the_settings_are_kernel_plans(tmp_path: Path) -> None:
             assert plan_cache.with_settings(choices, config) == expected
     threads = 2
     assert (
-        plan_cache._plain_choices("why", threads) == kernel_plan.dense_plan("why", threads).choices
+        plan_cache.plain_choices("why", threads) == kernel_plan.dense_plan("why", threads).choices
     )
 
 
