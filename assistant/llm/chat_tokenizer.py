@@ -23,10 +23,9 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-# tokenizer_config.json classes that are `tokenizer.json` and nothing more.
-PLAIN_CLASSES = frozenset(
-    {"TokenizersBackend", "PreTrainedTokenizerFast", "GPT2Tokenizer", "GPT2TokenizerFast"}
-)
+# tokenizer_config.json classes that are `tokenizer.json` and nothing more. (transformers 5
+# rebuilds a GPT2Tokenizer from the vocabulary and merges with a pre-tokenizer of its own.)
+PLAIN_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
 
 
@@ -79,13 +78,16 @@ def load(folder: Path) -> ChatTokenizer | None:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         if config.get("tokenizer_class") not in PLAIN_CLASSES:
             return None
-        if config.get("clean_up_tokenization_spaces"):
-            return None  # transformers edits decoded text then
+        if config.get("clean_up_tokenization_spaces") or config.get("split_special_tokens"):
+            return None  # transformers edits decoded text, or encodes special tokens as text
         template = _template(folder, config)
         if template is None:
             return None
         special = {name: _token_text(config[name]) for name in SPECIAL_TOKENS if config.get(name)}
-        return ChatTokenizer(Tokenizer.from_file(str(tokenizer_file)), template, special)
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        if any(tokenizer.token_to_id(text) is None for text in special.values()):
+            return None  # transformers adds the special tokens tokenizer.json lacks
+        return ChatTokenizer(tokenizer, template, special)
     except (OSError, ValueError, KeyError, TypeError, jinja2.TemplateError):
         return None
 

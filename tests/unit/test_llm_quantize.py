@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 from assistant.llm.quantize import (
+    GEMV_NAMES,
     GROUP_SIZE,
     INT8_MIN_ROWS,
     Int4Linear,
@@ -219,3 +222,177 @@ def test_one_row_products_in_the_c_kernel_match_the_codes(tmp_path: Path) -> Non
         assert torch.allclose(native(step), exact, atol=1e-4, rtol=1e-4)
         prompt = torch.randn(1, INT8_MIN_ROWS, 128)
         assert torch.equal(native(prompt), Int4Linear(layer)(prompt))  # rows: torch's kernel
+
+
+class Layers(nn.Module):
+    """A small model of linear layers: two that pack, one that cannot (40 inputs), a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Linear(64, 96)
+        self.down = nn.Linear(96, 64, bias=False)
+        self.odd = nn.Linear(40, 8)
+        self.lm_head = nn.Linear(64, 48, bias=False)
+        self.config = SimpleNamespace(tie_word_embeddings=True)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.down(torch.relu(self.up(x)))
+        return self.lm_head(hidden) + self.odd(hidden[..., :40]).sum(-1, keepdim=True)
+
+
+def layer_outputs(model: nn.Module, rows: int, seed: int) -> dict[str, torch.Tensor]:
+    """Each packed layer's output on the same random rows, and the whole model's."""
+    generator = torch.Generator().manual_seed(seed)
+    outputs: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, Int4Linear):
+                x = torch.randn(1, rows, module.in_features, generator=generator)
+                outputs[name] = module(x)
+        outputs["model"] = model(torch.randn(1, rows, 64, generator=generator))
+    return outputs
+
+
+def saved_and_restored(
+    tmp_path: Path, prompt_products: str, gemv: Any = None
+) -> tuple[Layers, Layers, Path]:
+    """(the model packed from its float32 weights, a copy restored from the file, the file)."""
+    from assistant.llm.quantize import SavedLayers, save_layers
+
+    torch.manual_seed(13)
+    computed = Layers()
+    restored = copy.deepcopy(computed)
+    assert quantize_linears(computed, prompt_products=prompt_products, gemv=gemv) == 3
+    path = tmp_path / "layers.safetensors"
+    save_layers(computed, path)
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["layers.safetensors"]
+    saved = SavedLayers.read(path)
+    assert saved.names == {"up", "down", "lm_head"}
+    assert quantize_linears(restored, prompt_products=prompt_products, gemv=gemv, saved=saved) == 3
+    return computed, restored, path
+
+
+def assert_same_layers(computed: Layers, restored: Layers) -> None:
+    for name in ("up", "down", "lm_head"):
+        first, second = getattr(computed, name), getattr(restored, name)
+        assert isinstance(first, Int4Linear) and isinstance(second, Int4Linear)
+        assert first.state().keys() == second.state().keys()
+        for key, tensor in first.state().items():
+            assert torch.equal(tensor, second.state()[key]), (name, key)
+    assert type(restored.odd) is nn.Linear  # it could not be packed, and is not in the file
+    assert restored.config.tie_word_embeddings is False
+    for rows in (1, 20):  # a decoding step, and a prompt's pass (>= INT8_MIN_ROWS rows)
+        expected = layer_outputs(computed, rows, seed=rows)
+        got = layer_outputs(restored, rows, seed=rows)
+        assert expected.keys() == got.keys() == {"up", "down", "lm_head", "model"}
+        for name, output in expected.items():
+            assert torch.equal(got[name], output), (rows, name)
+
+
+@pytest.mark.parametrize("prompt_products", ["int8", "int4", "float32"])
+def test_saved_layers_restore_the_computed_ones(tmp_path: Path, prompt_products: str) -> None:
+    if prompt_products == "int8" and not int8_supported():
+        pytest.skip("this torch has no torch._int_mm")
+    computed, restored, _ = saved_and_restored(tmp_path, prompt_products)
+    assert_same_layers(computed, restored)
+    keeps_codes8 = prompt_products == "int8"
+    assert hasattr(restored.up, "codes8") is keeps_codes8
+    assert not hasattr(restored.lm_head, "codes8")  # the head multiplies only the last row
+    assert (restored.up._float32 is not None) is (prompt_products == "float32")
+
+
+def test_saved_layers_restore_the_c_kernel_codes(tmp_path: Path) -> None:
+    from assistant.llm.gemv import Gemv4
+
+    kernel = Gemv4.load(tmp_path / "kernels")
+    if kernel is None:
+        pytest.skip("the 4-bit step kernel needs a C compiler and a CPU with AVX2 and FMA")
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    computed, restored, _ = saved_and_restored(folder, "int4", gemv=kernel)
+    assert set(GEMV_NAMES) <= restored.up.state().keys()
+    assert_same_layers(computed, restored)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99, 16])
+def test_a_damaged_file_is_an_error(tmp_path: Path, keep: float) -> None:
+    from assistant.llm.quantize import SavedLayers
+
+    _, _, path = saved_and_restored(tmp_path, "int4")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep) if keep < 1 else int(keep)])
+    with pytest.raises((ValueError, OSError)):
+        SavedLayers.read(path)
+
+
+def test_a_missing_or_foreign_file_is_an_error(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from assistant.llm.quantize import SavedLayers
+
+    with pytest.raises((ValueError, OSError)):
+        SavedLayers.read(tmp_path / "missing.safetensors")
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(2, 2)}, str(foreign))  # no list of layers
+    with pytest.raises(ValueError, match="does not list its layers"):
+        SavedLayers.read(foreign)
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises((ValueError, OSError)):
+        SavedLayers.read(tmp_path / "garbage.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("prompt_products", "dropped"),
+    [
+        ("int4", "down."),  # every tensor of one layer
+        ("int4", "up.packed"),
+        ("int4", "lm_head.scales_and_zeros"),
+        ("int8", "down.codes8"),
+        ("int8", "up.scale8"),
+    ],
+)
+def test_a_missing_layer_is_a_key_error_and_the_model_is_unchanged(
+    tmp_path: Path, prompt_products: str, dropped: str
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from assistant.llm.quantize import SavedLayers
+
+    if prompt_products == "int8" and not int8_supported():
+        pytest.skip("this torch has no torch._int_mm")
+    _, _, path = saved_and_restored(tmp_path, prompt_products)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    kept = {key: tensor for key, tensor in tensors.items() if not key.startswith(dropped)}
+    assert len(kept) < len(tensors)
+    partial = tmp_path / "partial.safetensors"
+    save_file(kept, str(partial), metadata=metadata)
+    torch.manual_seed(13)
+    model = Layers()
+    before = {name: module for name, module in model.named_children()}
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(KeyError):
+        quantize_linears(model, prompt_products=prompt_products, saved=SavedLayers.read(partial))
+    assert dict(model.named_children()) == before
+    assert all(type(module) is nn.Linear for module in model.children())
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, weights[name])
+    assert model.config.tie_word_embeddings is True
+
+
+def test_saved_layers_of_other_products_are_a_key_error(tmp_path: Path) -> None:
+    """Layers kept without 8-bit copies cannot serve a model that wants them."""
+    from assistant.llm.quantize import SavedLayers
+
+    if not int8_supported():
+        pytest.skip("this torch has no torch._int_mm")
+    _, _, path = saved_and_restored(tmp_path, "int4")
+    model = Layers()
+    with pytest.raises(KeyError):
+        quantize_linears(model, prompt_products="int8", saved=SavedLayers.read(path))
+    assert all(type(module) is nn.Linear for module in model.children())
