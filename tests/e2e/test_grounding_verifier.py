@@ -75,4 +75,7 @@ def test_batches_match_single_pairs(verifier: Verifier) -> None:
     pairs = [(passage, supported) for passage, supported, _ in CASES]
     together = verifier.support(pairs)
     alone = [verifier.support([pair])[0] for pair in pairs]
-    assert together == pytest.approx(alone, abs=1e-3)
+    # Padding a batch changes the order of sums; in bfloat16 autocast (chosen where measured
+    # faster, on CPUs with AVX512-BF16) that moves a score by up to a few thousandths.
+    tolerance = 5e-3 if verifier.bfloat16 else 1e-3
+    assert together == pytest.approx(alone, abs=tolerance)
