@@ -343,7 +343,8 @@ class Answerer:
     ) -> GroundedAnswer:
         """The model's answer checked against the passages (the system cites; unsupported
         sentences are flagged or dropped), then, if so configured, replaced by quotes of the
-        passages when mostly unsupported, and an abstention when it lacks the quantity or time
+        passages when mostly unsupported (with the trained verifier, quotes it finds answer the
+        question), and an abstention when it lacks the quantity or time
         the question asks for (`ANSWER_TYPE`)."""
         # The trained verifier judges answerability here, after the stream, so that the time to
         # the first piece does not grow; the rules judged the evidence before generating.
@@ -391,10 +392,13 @@ class Answerer:
     def _quote(
         self, question: str, passages: Sequence[Passage], rejected: GroundedAnswer
     ) -> GroundedAnswer:
-        """The best passage sentences, quoted and cited, if they answer well enough; else the
-        checked answer as it was (an abstention, or a partly supported answer, flagged)."""
+        """The best passage sentences, quoted and cited, if they answer well enough (and, with
+        the trained verifier, if it finds that they answer the question); else the checked
+        answer as it was (an abstention, or a partly supported answer, flagged)."""
         quotes = best_quotes(question, passages, self.checker.embed)
         if not quotes or quotes[0].score < self.config.min_quote_score:
+            return rejected
+        if not self.checker.quotes_answer(question, [quote.text for quote in quotes]):
             return rejected
         sentences = tuple(
             SentenceCheck(

@@ -14,7 +14,9 @@ Who judges (`verifier`, the `verifier` setting): the trained cross-encoder of `v
 windows closest to it by embedding cosine, supported at the threshold tuned with the model; a name
 or number of the claim missing from the passage still fails it (`KEY_TERM_VETO`: on HaluEval
 validation rows it lifted accuracy from 0.77 to 0.85), and, given the question, the check abstains
-(`UNANSWERED`) when the model finds the passages do not answer it. The rules follow.
+(`UNANSWERED`) when the model finds the passages do not answer it; quotes of the passages stand
+in for an unsupported answer only when it finds that the quotes answer it (`quotes_answer`). The
+rules follow.
 
 Support of a claim by an evidence text combines three signals (`combine_signals`):
 
@@ -138,6 +140,10 @@ WINDOWS_PER_QUESTION = 3
 # With the trained verifier, also require a claim's names and numbers to be in the passage? Set
 # by measurement on the validation rows (evals/README.md, "Trained verifier").
 KEY_TERM_VETO = True
+# With the trained verifier, quotes shown instead of the model's answer must answer the question
+# themselves: the verifier's answerability of the quoted sentences reaches this. Chosen with
+# `python evals/tune_quotes.py` on the SQuAD training articles (evals/results/tune_quotes.json).
+QUOTE_ANSWERABLE_THRESHOLD = 0.44
 SCORE_CACHE_SIZE = 4096  # (window, claim) pairs already scored: the streaming checks repeat them
 
 UNSUPPORTED_MODES: tuple[UnsupportedMode, ...] = get_args(UnsupportedMode)
@@ -414,6 +420,26 @@ class SupportChecker:
         vectors = np.asarray(self.embed([question, *windows]), dtype=np.float32)
         closest = np.argsort(-(vectors[1:] @ vectors[0]), kind="stable")[:WINDOWS_PER_QUESTION]
         return verifier.answerable(question, [windows[int(position)] for position in closest])
+
+    def quote_answerability(self, question: str, quotes: Sequence[str]) -> float:
+        """How well the quoted sentences by themselves answer the question, by the trained
+        verifier, 0..1: the best of the quotes read together (as the answer shows them) and,
+        when there are several, each on its own. 0.0 without quotes."""
+        verifier = self._require_verifier()
+        texts = [" ".join(quote.split()) for quote in quotes if quote.strip()]
+        if not texts:
+            return 0.0
+        windows = [" ".join(texts), *texts] if len(texts) > 1 else texts
+        return verifier.answerable(question, windows)
+
+    def quotes_answer(self, question: str, quotes: Sequence[str]) -> bool:
+        """Whether quotes may stand in for the model's answer: always under the rules (which
+        pick quotes by their own score), and with the trained verifier only when it finds that
+        the quotes answer the question (`QUOTE_ANSWERABLE_THRESHOLD`). The passages answering
+        it is not enough: a quote is an on-topic sentence, not necessarily the answer."""
+        if self.verifier is None:
+            return True
+        return self.quote_answerability(question, quotes) >= QUOTE_ANSWERABLE_THRESHOLD
 
     def _verify(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """The verifier's scores of (window, claim) pairs, remembered (least recently used out):

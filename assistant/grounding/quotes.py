@@ -4,7 +4,10 @@ The default language model is tiny (135M parameters): given good passages it sti
 from its own memory or says nothing useful, and the checker then rejects every sentence. When
 retrieval is strong but nothing the model said is supported, the assistant quotes the sentences of
 the passages that best match the question instead of abstaining: a quote is grounded by
-construction, and its citation points at exactly the passage it came from.
+construction, and its citation points at exactly the passage it came from. Grounded is not
+answering, though: the closest sentences are on topic even when the passages do not hold the
+answer, so with the trained verifier the pipeline shows quotes only when the verifier finds that
+they answer the question (`SupportChecker.quotes_answer`).
 
 A sentence's score mixes its embedding similarity to the question with the share of the
 question's content words it contains (the same two signals the checker uses). A chosen sentence

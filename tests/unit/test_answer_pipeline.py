@@ -20,6 +20,7 @@ from assistant.answer.pipeline import Answer, Answerer, Retrieved
 from assistant.config import Config
 from assistant.embed.embedder import Embedder
 from assistant.grounding.checker import GroundingReason, SupportChecker, evidence_units
+from assistant.grounding.verifier import Thresholds
 from assistant.index.home import Home
 from assistant.ingest.pipeline import ingest
 from tests.fakes import ScriptedModel
@@ -137,6 +138,60 @@ def test_a_mostly_unsupported_answer_gives_way_to_quotes(home: Home) -> None:
     assert answer.grounded.reason is GroundingReason.EXTRACTIVE
     assert "Paris" not in answer.text and "Bananas" not in answer.text
     assert all(claim.supported for claim in answer.grounded.claims)
+
+
+class ScriptedVerifier:
+    """A fake trained verifier: a claim is supported by a window holding all its words, and its
+    answerability scores are the given ones, in the order asked (the last one repeats); the
+    windows of every answerability question are kept."""
+
+    def __init__(self, *answerability: float) -> None:
+        self.thresholds = Thresholds(support=0.5, answerable=0.5)
+        self.answerability = answerability
+        self.asked: list[list[str]] = []
+
+    def support(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return [0.9 if _words(claim) <= _words(window) else 0.1 for window, claim in pairs]
+
+    def answerable(self, question: str, windows: Sequence[str]) -> float:
+        self.asked.append(list(windows))
+        return self.answerability[min(len(self.asked), len(self.answerability)) - 1]
+
+
+def _words(text: str) -> set[str]:
+    return {word.strip(".,?!:").lower() for word in text.split()} - {"", "claim"}
+
+
+def _ask_verified(home: Home, verifier: ScriptedVerifier) -> Answer:
+    checker = SupportChecker(home.embedder.embed, verifier=verifier)
+    events = list(Answerer(home, ScriptedModel(DRIFT), checker).ask(QUESTION))
+    answer = events[-1]
+    assert isinstance(answer, Answer)
+    return answer
+
+
+def test_with_the_verifier_quotes_that_answer_stand_in(home: Home) -> None:
+    verifier = ScriptedVerifier(0.9, 0.9)  # the passages answer, and so do the quotes
+    answer = _ask_verified(home, verifier)
+    assert answer.grounded.reason is GroundingReason.EXTRACTIVE
+    # The second question to the verifier was about the quoted sentences themselves.
+    quoted = [sentence.text for sentence in answer.grounded.sentences]
+    assert len(verifier.asked) == 2 and set(quoted) <= set(verifier.asked[1])
+
+
+def test_with_the_verifier_quotes_that_do_not_answer_give_way_to_abstaining(home: Home) -> None:
+    verifier = ScriptedVerifier(0.9, 0.1)  # the passages answer, the quotes picked do not
+    answer = _ask_verified(home, verifier)
+    assert answer.abstained
+    assert answer.grounded.reason is GroundingReason.NO_SUPPORTED_SENTENCE
+    assert len(verifier.asked) == 2
+
+
+def test_with_the_verifier_unanswered_questions_get_no_quotes(home: Home) -> None:
+    verifier = ScriptedVerifier(0.1)
+    answer = _ask_verified(home, verifier)
+    assert answer.grounded.reason is GroundingReason.UNANSWERED
+    assert len(verifier.asked) == 1  # the quotes were not looked for
 
 
 def test_the_supported_share_can_be_lowered(tmp_path: Path, embedder: Embedder) -> None:

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 import pytest
 
 from assistant.errors import ConfigError
-from assistant.grounding.checker import ABSTAIN_MESSAGE, GroundingReason, SupportChecker
+from assistant.grounding.checker import (
+    ABSTAIN_MESSAGE,
+    QUOTE_ANSWERABLE_THRESHOLD,
+    GroundingReason,
+    SupportChecker,
+)
 from assistant.grounding.verifier import (
     CLAIM_PREFIX,
     QUESTION_PREFIX,
@@ -123,3 +128,46 @@ def test_rules_checker_has_no_verifier() -> None:
     assert rules.verifier is None
     with pytest.raises(ConfigError):
         rules.answerability("What?", [passage(1, PARIS)])
+
+
+def test_quotes_answer_when_the_verifier_finds_the_answer_in_them(
+    checker: SupportChecker,
+) -> None:
+    question = "What is the capital of France?"
+    assert checker.quotes_answer(question, ["Paris is the capital of France."])
+    # On topic, from the same passage, but not the answer: not shown in its place.
+    assert not checker.quotes_answer(question, ["The city has about two million inhabitants."])
+    assert not checker.quotes_answer(question, [])
+
+
+def test_several_quotes_answer_together_or_one_alone(checker: SupportChecker) -> None:
+    together = ["Paris is a city.", "It is the capital of France."]
+    # Neither sentence holds every word of the question; read together they do.
+    assert checker.quote_answerability("Paris capital of France?", together) == pytest.approx(0.9)
+    alone = ["Paris is the capital of France.", "Byte pair encoding merges frequent pairs."]
+    assert checker.quote_answerability("capital of France?", alone) == pytest.approx(0.9)
+    unrelated = ["A tokenizer splits text.", "Byte pair encoding merges frequent pairs."]
+    assert checker.quote_answerability("capital of France?", unrelated) == pytest.approx(0.1)
+
+
+def test_quote_gate_is_the_tuned_threshold() -> None:
+    class Fixed(FakeVerifier):
+        def __init__(self, score: float) -> None:
+            super().__init__()
+            self.score = score
+
+        def answerable(self, question: str, windows: Sequence[str]) -> float:
+            return self.score
+
+    quotes = ["Paris is the capital of France."]
+    at = SupportChecker(fake_embed, verifier=Fixed(QUOTE_ANSWERABLE_THRESHOLD))
+    below = SupportChecker(fake_embed, verifier=Fixed(QUOTE_ANSWERABLE_THRESHOLD - 0.01))
+    assert at.quotes_answer("What is the capital?", quotes)
+    assert not below.quotes_answer("What is the capital?", quotes)
+
+
+def test_rules_checker_lets_every_quote_through() -> None:
+    rules = SupportChecker(fake_embed)
+    assert rules.quotes_answer("What is the capital of Spain?", ["Paris is a city."])
+    with pytest.raises(ConfigError):
+        rules.quote_answerability("What?", ["Paris is a city."])
