@@ -42,14 +42,14 @@ class PromptAttention:
     @classmethod
     def load(cls, cache: Path) -> PromptAttention | None:
         """The kernel built into `cache`; None without a C compiler or AVX512-BF16."""
-        library, _ = _kernel_library(cache)
+        library, _ = native.attention_library(cache)
         return None if library is None else cls(library)
 
     @staticmethod
     def unavailable_reason(cache: Path) -> str | None:
         """None when the kernel works on this machine (building it into `cache` if needed);
         else why not, in a few words (for `assistant info`)."""
-        return _kernel_library(cache)[1]
+        return native.attention_library(cache)[1]
 
     def __call__(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float
@@ -79,17 +79,6 @@ class PromptAttention:
         if status == 1:
             raise MemoryError("the attention kernel ran out of memory")
         return out.unsqueeze(0) if status == 0 else None
-
-
-def _kernel_library(cache: Path) -> tuple[ctypes.CDLL | None, str | None]:
-    if native.compiler() is None:
-        return None, "no C compiler found (cc, gcc, clang or $CC)"
-    library = native.load("attention", cache)
-    if library is None:
-        return None, "the kernel did not compile"
-    if not library.assistant_attention_supported():
-        return None, "this CPU lacks AVX512-BF16"
-    return library, None
 
 
 def cpu_attention(

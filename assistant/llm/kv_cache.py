@@ -16,7 +16,9 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-SPARE_POSITIONS = 512
+from assistant.llm.llama import SPARE_POSITIONS, grown_capacity
+
+__all__ = ["SPARE_POSITIONS", "GrowingLayer", "growing_cache"]
 
 
 class GrowingLayer(DynamicLayer):  # type: ignore[misc, no-untyped-call]
@@ -49,8 +51,7 @@ class GrowingLayer(DynamicLayer):  # type: ignore[misc, no-untyped-call]
         """New buffers with room for `needed` positions and more, the first `filled` copied."""
         cached_keys: Any = self.keys
         cached_values: Any = self.values
-        capacity = needed + max(SPARE_POSITIONS, needed // 2)
-        shape = (*key_states.shape[:-2], capacity, key_states.shape[-1])
+        shape = (*key_states.shape[:-2], grown_capacity(needed), key_states.shape[-1])
         keys, values = key_states.new_empty(shape), value_states.new_empty(shape)
         if filled:
             keys[..., :filled, :] = cached_keys

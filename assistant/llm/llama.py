@@ -32,7 +32,13 @@ from torch.nn import functional
 from assistant.llm.attention import PromptAttention, one_token_attention
 
 WEIGHTS_FILE = "model.safetensors"
-SPARE_POSITIONS = 512  # room a layer's cache keeps after its filled positions (kv_cache.py)
+SPARE_POSITIONS = 512  # room a layer's cache keeps after its filled positions
+
+
+def grown_capacity(needed: int) -> int:
+    """Positions a key/value buffer gets when `needed` no longer fit: at least
+    `SPARE_POSITIONS` more, or half again (here and in `kv_cache.GrowingLayer`)."""
+    return needed + max(SPARE_POSITIONS, needed // 2)
 
 
 @dataclass
@@ -101,8 +107,7 @@ class LayerCache:
         """Append (batch, kv_heads, new, dim) keys and values; all of them so far, as views."""
         needed = self.length + keys.shape[-2]
         if self._keys is None or self._values is None or needed > self._keys.shape[-2]:
-            capacity = needed + max(SPARE_POSITIONS, needed // 2)
-            shape = (*keys.shape[:-2], capacity, keys.shape[-1])
+            shape = (*keys.shape[:-2], grown_capacity(needed), keys.shape[-1])
             grown_keys, grown_values = keys.new_empty(shape), values.new_empty(shape)
             if self._keys is not None and self._values is not None and self.length:
                 grown_keys[..., : self.length, :] = self._keys[..., : self.length, :]

@@ -99,3 +99,15 @@ def _build(source: Path, tool: str, library: Path) -> bool:
         return False
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def attention_library(cache: Path) -> tuple[ctypes.CDLL | None, str | None]:
+    """The C attention kernel built into `cache`, or None and why not."""
+    if compiler() is None:
+        return None, "no C compiler found (cc, gcc, clang or $CC)"
+    library = load("attention", cache)
+    if library is None:
+        return None, "the kernel did not compile"
+    if not library.assistant_attention_supported():
+        return None, "this CPU lacks AVX512-BF16"
+    return library, None

@@ -116,14 +116,7 @@ def describe(choices: Mapping[str, Choice]) -> dict[str, str]:
 def attention_kernel_reason(cache: Path) -> str | None:
     """None when the C attention kernel works on this machine (building it into `cache` if
     needed); else why not, in a few words."""
-    if native.compiler() is None:
-        return "no C compiler found (cc, gcc, clang or $CC)"
-    library = native.load("attention", cache)
-    if library is None:
-        return "the kernel did not compile"
-    if not library.assistant_attention_supported():
-        return "this CPU lacks AVX512-BF16"
-    return None
+    return native.attention_library(cache)[1]
 
 
 def plain_choices(reason: str, threads: int) -> dict[str, Choice]:

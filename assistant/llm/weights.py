@@ -148,19 +148,20 @@ def gguf_tokenizer(source: ModelSource, models_dir: Path) -> tuple[Any, Any]:
     from assistant.llm import chat_tokenizer
 
     for folder in (dense_cache_dir(source, models_dir), _tokenizer_cache_dir(source, models_dir)):
-        plain = chat_tokenizer.load(folder)
-        if plain is not None and (folder / "config.json").is_file():
-            with contextlib.suppress(OSError, ValueError):  # unreadable: transformers reads it
+        if not (folder / "config.json").is_file():
+            continue
+        try:
+            plain = chat_tokenizer.load(folder)  # without transformers where it can
+            if plain is not None:
                 settings = json.loads((folder / "config.json").read_text(encoding="utf-8"))
                 return plain, ModelShape(settings.get("max_position_embeddings"))
+            from transformers import AutoConfig, AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(folder), AutoConfig.from_pretrained(folder)
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue  # unreadable: read the GGUF file again
     from transformers import AutoConfig, AutoTokenizer
 
-    for folder in (dense_cache_dir(source, models_dir), _tokenizer_cache_dir(source, models_dir)):
-        if (folder / "config.json").is_file():
-            try:
-                return AutoTokenizer.from_pretrained(folder), AutoConfig.from_pretrained(folder)
-            except (OSError, ValueError, KeyError):
-                continue  # unreadable: read the GGUF file again
     tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
     config = AutoConfig.from_pretrained(source.location, gguf_file=source.gguf_file)
     final = _tokenizer_cache_dir(source, models_dir)

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,13 +53,7 @@ def main() -> None:
     records = [json.loads(line) for line in arguments.records.open() if line.strip()]
     overrides = {"cache_dir": str(arguments.cache_dir)} if arguments.cache_dir else {}
     config = Config.load(home=arguments.home, **overrides)
-    results: dict[str, Any] = {
-        "benchmark": "check_cost",
-        "command": " ".join(["python", *sys.argv]),
-        "machine": common.machine_info(),
-        "date": time.strftime("%Y-%m-%d"),
-        "load_average_start": os.getloadavg(),
-    }
+    results: dict[str, Any] = common.result_header("check_cost")
     home = Home(config)
     answerer = Answerer(home, load_chat_model(config))  # its window decides the prompt passages
     started = time.perf_counter()

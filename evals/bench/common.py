@@ -87,3 +87,18 @@ def machine_info(packages: Sequence[str] = ("torch", "transformers")) -> dict[st
         info["torch_threads"] = torch.get_num_threads()
     info["load_average_start"] = os.getloadavg()
     return info
+
+
+def result_header(benchmark: str) -> dict[str, Any]:
+    """What every bench JSON starts with: its name, the command, the machine, the date and the
+    load average when it started."""
+    import sys
+    import time
+
+    return {
+        "benchmark": benchmark,
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine_info(),
+        "date": time.strftime("%Y-%m-%d"),
+        "load_average_start": os.getloadavg(),
+    }

@@ -78,13 +78,7 @@ def main() -> None:
     arguments = parser.parse_args()
     name = "cold_start" if arguments.cold_start_only else "end_to_end"
     out = arguments.out or ROOT / f"evals/bench/results/{name}.json"
-    results: dict[str, Any] = {
-        "benchmark": "end_to_end",
-        "command": " ".join(["python", *sys.argv]),
-        "machine": common.machine_info(),
-        "date": time.strftime("%Y-%m-%d"),
-        "load_average_start": os.getloadavg(),
-    }
+    results: dict[str, Any] = common.result_header("end_to_end")
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as scratch:
         cache = arguments.cache_dir or Path(scratch) / "models"
         config = Config.load(home=Path(scratch) / "home", cache_dir=str(cache))
