@@ -46,7 +46,8 @@ EmbeddingBackend = Literal["auto", "torch", ExportedBackend]
 Engine = Literal["auto", "torch", "llamacpp"]
 Weights = Literal["auto", "dense", "int4"]
 StepProducts = Literal["int4", "int4_native", "float32"]  # one-token steps' products
-PromptProducts = Literal["int8", "int4", "float32"]  # the prompt's products with 4-bit weights
+# the prompt's products with 4-bit weights (int4_native: the 4-bit codes in our C kernel)
+PromptProducts = Literal["int8", "int4", "int4_native", "float32"]
 NativeAttention = Literal["auto", "on", "off"]
 ModelCode = Literal["auto", "transformers"]  # auto: a plain Llama runs on llm/llama.py
 RetrievalMode = Literal["dense", "lexical", "hybrid"]

@@ -7,10 +7,11 @@ depends on the CPU more than on anything else:
   the latter in torch's int4 kernel or in a C kernel of ours (`gemv`, AVX2); a step reads every
   weight once, so fewer bytes usually win, unless the kernel reading them is slow (torch's int4
   kernel is, without AVX-512);
-- the prompt's pass multiplies hundreds of rows at once in float32, on the 4-bit codes, or in
-  8-bit integers: on a CPU with AVX512-VNNI the 8-bit products are the fastest, on one without
-  torch runs them in a plain reference loop, far slower than float32 (evals/README.md, one
-  table per CPU class);
+- the prompt's pass multiplies hundreds of rows at once in float32, on the 4-bit codes (in
+  torch's kernel, or in a C kernel of ours, `gemm`, that multiplies them by the rows rounded to
+  8 bits with AVX2's `vpmaddubsw`), or in torch's 8-bit integer products: on a CPU with
+  AVX512-VNNI torch's 8-bit products are the fastest, on one without torch runs them in a plain
+  reference loop, far slower than float32 (evals/README.md, one table per CPU class);
 - the prompt's attention runs in the C kernel (AVX512-BF16 only) or in torch's;
 - the steps run on one thread or on every core.
 
@@ -58,7 +59,7 @@ class KernelPlan:
     """What the torch engine runs on this CPU, and the measurements behind each choice."""
 
     step_products: str  # "int4" | "int4_native" (the C kernel) | "float32"
-    prompt_products: str  # "int8" | "int4" | "float32"
+    prompt_products: str  # "int8" | "int4" | "int4_native" (the C kernel) | "float32"
     prompt_attention: str  # "kernel" | "torch"
     step_threads: int
     choices: dict[str, Choice]
@@ -145,7 +146,9 @@ def _measure(model: Any, config: Config, cores: int) -> dict[str, Choice]:
     try:
         torch.set_num_threads(cores)
         with torch.inference_mode():
-            prompt = _measure_prompt(first, generator, int8_supported(), Int4Linear, Int8Rows)
+            prompt = _measure_prompt(
+                first, generator, int8_supported(), Int4Linear, Int8Rows, config
+            )
             steps = _measure_steps(layers, generator, cores, Int4Linear, config)
             attention = _measure_attention(model, config, generator)
     finally:
@@ -193,13 +196,20 @@ def _measure_prompt(
     with_int8: bool,
     int4_linear: Any,
     int8_rows: Any,
+    config: Config,
 ) -> Choice:
-    """One decoder layer's products over `PROMPT_ROWS` rows, per kind of product."""
+    """One decoder layer's products over `PROMPT_ROWS` rows, per kind of product: float32, the
+    4-bit codes in torch's kernel and in ours (where it builds), torch's 8-bit products."""
+    from assistant.llm.gemm import Gemm4
+
     inputs = _inputs(linears, PROMPT_ROWS, generator)
     candidates: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
         "float32": [_float32_product(linear) for linear in linears],
         "int4": [int4_linear(linear) for linear in linears],
     }
+    gemm = Gemm4.load(Path(config.models_dir) / "kernels")
+    if gemm is not None:
+        candidates["int4_native"] = [int4_linear(linear, gemm=gemm) for linear in linears]
     if with_int8:
         rows = int8_rows()
         candidates["int8"] = [int4_linear(linear, rows=rows) for linear in linears]

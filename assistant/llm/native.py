@@ -37,15 +37,18 @@ def compiler() -> str | None:
     return None
 
 
-def load(name: str, cache: Path, *, sources: Path = SOURCES) -> ctypes.CDLL | None:
-    """The kernel `<sources>/<name>.c`, built into `cache` if needed; None if it cannot be."""
+def load(
+    name: str, cache: Path, *, sources: Path = SOURCES, flags: tuple[str, ...] = ()
+) -> ctypes.CDLL | None:
+    """The kernel `<sources>/<name>.c`, built into `cache` if needed (with `flags` besides the
+    usual ones); None if it cannot be."""
     source = sources / f"{name}.c"
     tool = compiler()
     if tool is None or not source.is_file():
         log.debug("kernel %s: no C compiler or no source", name)
         return None
-    library = cache / f"{name}-{_build_key(source, tool)}.so"
-    if not library.is_file() and not _build(source, tool, library):
+    library = cache / f"{name}-{_build_key(source, tool, flags)}.so"
+    if not library.is_file() and not _build(source, tool, library, flags):
         return None
     try:
         return ctypes.CDLL(str(library))
@@ -54,10 +57,10 @@ def load(name: str, cache: Path, *, sources: Path = SOURCES) -> ctypes.CDLL | No
         return None
 
 
-def _build_key(source: Path, tool: str) -> str:
+def _build_key(source: Path, tool: str, flags: tuple[str, ...]) -> str:
     """Changes with the source, the compiler, the flags and the CPU (-march=native)."""
     digest = hashlib.sha256(source.read_bytes())
-    digest.update(" ".join((tool, _compiler_version(tool), *FLAGS)).encode())
+    digest.update(" ".join((tool, _compiler_version(tool), *FLAGS, *flags)).encode())
     digest.update(cpu_identity().encode())
     return digest.hexdigest()[:16]
 
@@ -72,7 +75,7 @@ def _compiler_version(tool: str) -> str:
     return result.stdout.split("\n", 1)[0]
 
 
-def _build(source: Path, tool: str, library: Path) -> bool:
+def _build(source: Path, tool: str, library: Path, flags: tuple[str, ...]) -> bool:
     """Compile into a temporary file beside `library`, then rename it into place (atomic)."""
     try:
         library.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,7 @@ def _build(source: Path, tool: str, library: Path) -> bool:
         return False
     try:
         result = subprocess.run(
-            [tool, *FLAGS, "-o", temporary, str(source)],
+            [tool, *FLAGS, *flags, "-o", temporary, str(source)],
             capture_output=True,
             text=True,
             timeout=BUILD_SECONDS,

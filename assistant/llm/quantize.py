@@ -14,10 +14,12 @@ faster than float32. For it a layer can keep its weights as 8-bit integers with 
 (`prompt_products="int8"`), and the prompt's rows are rounded to 8-bit integers with one scale per
 row, the few input channels with the largest magnitudes kept apart in float32 (the decomposition of
 LLM.int8(), Dettmers et al. 2022: a handful of channels hold the outliers that would otherwise
-coarsen every row's scale); or keep its float32 weights (`prompt_products="float32"`). Which one
-runs is measured on the CPU at hand (`kernel_plan`): 8-bit integer products are fast only where the
-CPU multiplies them natively (AVX512-VNNI), and a reference loop elsewhere. One-token steps keep
-the 4-bit kernel, and so does the output head, which only ever sees the last row.
+coarsen every row's scale); or keep its float32 weights (`prompt_products="float32"`); or multiply
+the 4-bit codes themselves by the rows rounded to 8 bits per group of 32 in a C kernel of ours
+(`prompt_products="int4_native"`, `gemm.py`: AVX2's `vpmaddubsw`). Which one runs is measured on
+the CPU at hand (`kernel_plan`): torch's 8-bit integer products are fast only where the CPU
+multiplies them natively (AVX512-VNNI), and a reference loop elsewhere. One-token steps keep the
+4-bit kernel, and so does the output head, which only ever sees the last row.
 
 `evals/bench/generation.py` measures the speed, `assistant eval qa` the answers.
 """
@@ -32,6 +34,8 @@ from torch import nn
 from torch.nn import functional
 
 from assistant.config import PromptProducts
+from assistant.llm import gemm as gemm_layout
+from assistant.llm.gemm import Gemm4
 from assistant.llm.gemv import Gemv4, pack
 
 GROUP_SIZE = 32
@@ -43,6 +47,7 @@ INT8_MIN_ROWS = 16
 # Input channels kept in float32, chosen per product by their largest magnitude over the rows.
 OUTLIER_CHANNELS = 8
 GEMV_NAMES = ("gemv_codes", "gemv_scales", "gemv_minimums")  # `gemv.pack`'s tensors, in order
+GEMM_NAMES = ("gemm_codes", "gemm_scales", "gemm_minimums")  # `gemm.pack`'s tensors, in order
 
 
 def int4_supported() -> bool:
@@ -105,8 +110,9 @@ class Int4Linear(nn.Module):
     with `zero = minimum + 8 * scale`, which is the GGUF Q4_1 form `code * scale + minimum`.
     Given an `Int8Rows`, it also keeps the weights as 8-bit codes (`codes8`, one scale per output
     in `scale8`) and multiplies products of `INT8_MIN_ROWS` rows or more with them; with
-    `keep_float32`, it multiplies those with the float32 weight instead. Given a `Gemv4`, one-row
-    products (decoding steps) run in that C kernel on the same codes, with float32 scales.
+    `keep_float32`, it multiplies those with the float32 weight instead; given a `Gemm4`, in that
+    C kernel on the same 4-bit codes. Given a `Gemv4`, one-row products (decoding steps) run in
+    that C kernel on the same codes, with float32 scales.
     """
 
     packed: torch.Tensor
@@ -114,6 +120,7 @@ class Int4Linear(nn.Module):
     codes8: torch.Tensor
     scale8: torch.Tensor
     _gemv_weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    _gemm_weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
     def __init__(
         self,
@@ -123,6 +130,7 @@ class Int4Linear(nn.Module):
         *,
         keep_float32: bool = False,
         gemv: Gemv4 | None = None,
+        gemm: Gemm4 | None = None,
     ) -> None:
         super().__init__()
         weight = linear.weight.detach().to(torch.float32)
@@ -147,9 +155,12 @@ class Int4Linear(nn.Module):
         }
         if gemv is not None and group_size == 32:  # the C kernel's layout (gemv.py)
             state.update(zip(GEMV_NAMES, pack(codes, scale, minimum), strict=True))
+        if _gemm_takes(gemm, group_size, out_features, in_features):
+            packed = gemm_layout.pack(codes, scale, minimum)
+            state.update(zip(GEMM_NAMES, packed, strict=True))
         if rows is not None:
             state["codes8"], state["scale8"] = _int8_per_output(weight)
-        self._take(linear, state, group_size, rows, keep_float32=keep_float32, gemv=gemv)
+        self._take(linear, state, group_size, rows, keep_float32=keep_float32, gemv=gemv, gemm=gemm)
 
     @classmethod
     def restored(
@@ -161,12 +172,15 @@ class Int4Linear(nn.Module):
         *,
         keep_float32: bool = False,
         gemv: Gemv4 | None = None,
+        gemm: Gemm4 | None = None,
     ) -> Int4Linear:
         """The layer `Int4Linear(linear, ...)` would make, from its `state()` kept earlier (on
         the same CPU and torch: the int4 layout is torch's). KeyError when a tensor is missing."""
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
-        layer._take(linear, state, group_size, rows, keep_float32=keep_float32, gemv=gemv)
+        layer._take(
+            linear, state, group_size, rows, keep_float32=keep_float32, gemv=gemv, gemm=gemm
+        )
         return layer
 
     def _take(
@@ -178,6 +192,7 @@ class Int4Linear(nn.Module):
         *,
         keep_float32: bool,
         gemv: Gemv4 | None,
+        gemm: Gemm4 | None,
     ) -> None:
         self.register_buffer("packed", state["packed"])
         self.register_buffer("scales_and_zeros", state["scales_and_zeros"])
@@ -190,6 +205,12 @@ class Int4Linear(nn.Module):
         if self._gemv is not None:  # one-row products in the C kernel (gemv.py), these codes
             gemv_weights = [state[name] for name in GEMV_NAMES]
             self._gemv_weights = (gemv_weights[0], gemv_weights[1], gemv_weights[2])
+        self._gemm = (
+            gemm if _gemm_takes(gemm, group_size, self.out_features, self.in_features) else None
+        )
+        if self._gemm is not None:  # the prompt's products in the C kernel (gemm.py)
+            gemm_weights = [state[name] for name in GEMM_NAMES]
+            self._gemm_weights = (gemm_weights[0], gemm_weights[1], gemm_weights[2])
         if rows is not None:
             self.register_buffer("codes8", state["codes8"])
             self.register_buffer("scale8", state["scale8"])
@@ -199,6 +220,8 @@ class Int4Linear(nn.Module):
         state = {"packed": self.packed, "scales_and_zeros": self.scales_and_zeros}
         if self._gemv is not None:
             state.update(zip(GEMV_NAMES, self._gemv_weights, strict=True))
+        if self._gemm is not None:
+            state.update(zip(GEMM_NAMES, self._gemm_weights, strict=True))
         if self._rows is not None:
             state["codes8"], state["scale8"] = self.codes8, self.scale8
         return state
@@ -209,6 +232,10 @@ class Int4Linear(nn.Module):
             if self._rows is not None:
                 self._rows.clear()
             y = self._gemv(*self._gemv_weights, rows[0].contiguous())
+            y = y.reshape(*x.shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
+        if self._gemm is not None and rows.shape[0] >= INT8_MIN_ROWS and x.dtype == torch.float32:
+            y = self._gemm(*self._gemm_weights, rows.contiguous())
             y = y.reshape(*x.shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
         if self._float32 is not None and rows.shape[0] >= INT8_MIN_ROWS:
@@ -234,6 +261,15 @@ class Int4Linear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+def _gemm_takes(gemm: Gemm4 | None, group_size: int, out_features: int, in_features: int) -> bool:
+    """Whether the prompt kernel `gemm` (if any) takes a layer of this shape."""
+    return (
+        gemm is not None
+        and group_size == gemm_layout.GROUP
+        and Gemm4.takes(out_features, in_features)
+    )
+
+
 def _int8_per_output(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A [out, in] float32 weight as 8-bit codes laid out [in, out] for `torch._int_mm`, and
     one scale per output."""
@@ -248,12 +284,14 @@ def quantize_linears(
     *,
     prompt_products: str = "int4",
     gemv: Gemv4 | None = None,
+    gemm: Gemm4 | None = None,
     saved: SavedLayers | None = None,
 ) -> int:
     """Replace every `nn.Linear` of a CPU model (the output head included, untied from the input
     embedding, which stays float32 for lookups) by an `Int4Linear`; returns how many were replaced.
     `prompt_products`: what all but the output head multiply the prompt's rows with: "int4" (the
-    4-bit codes), "int8" (8-bit copies of the weights) or "float32" (the float32 weights kept).
+    4-bit codes), "int4_native" (the 4-bit codes in the C kernel `gemm`, which must be given),
+    "int8" (8-bit copies of the weights) or "float32" (the float32 weights kept).
     `gemv`: the C kernel for one-row products (decoding steps), else torch's int4 kernel.
     `saved`: the layers as `saved_layers` kept them for the same model, settings and machine,
     restored instead of computed (KeyError, and the model unchanged, when one is missing).
@@ -261,7 +299,10 @@ def quantize_linears(
     if prompt_products not in get_args(PromptProducts):
         allowed = ", ".join(get_args(PromptProducts))
         raise ValueError(f"prompt_products must be one of {allowed}, not {prompt_products!r}")
+    if prompt_products == "int4_native" and gemm is None:
+        raise ValueError('prompt_products "int4_native" needs the C kernel (gemm)')
     rows = Int8Rows() if prompt_products == "int8" and int8_supported() else None
+    gemm = gemm if prompt_products == "int4_native" else None
     keep_float32 = prompt_products == "float32"
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     replacements: list[tuple[nn.Module, str, Int4Linear]] = []
@@ -275,6 +316,7 @@ def quantize_linears(
                 "rows": None if child is head else rows,
                 "keep_float32": keep_float32 and child is not head,
                 "gemv": gemv,
+                "gemm": None if child is head else gemm,
             }
             if saved is not None:
                 if full_name not in saved.names:

@@ -33,6 +33,7 @@ from assistant.models import ModelSource, resolve_language_model
 if TYPE_CHECKING:
     import torch
 
+    from assistant.llm.gemm import Gemm4
     from assistant.llm.gemv import Gemv4
     from assistant.llm.kernel_plan import KernelPlan
 
@@ -106,6 +107,7 @@ class LanguageModel(TemplatedModel):
         plan = _kernel_plan(config, source, device, model)
         from assistant.llm import kernel_plan
         from assistant.llm.attention import PromptAttention, use_cpu_attention
+        from assistant.llm.gemm import Gemm4
         from assistant.llm.gemv import Gemv4
         from assistant.llm.llama import LlamaForCausalLM
 
@@ -116,7 +118,12 @@ class LanguageModel(TemplatedModel):
                 gemv = Gemv4.load(config.models_dir / "kernels")
                 if gemv is None:
                     raise ModelError("the 4-bit step kernel cannot be built or run on this CPU")
-            _quantize(model, config, source, plan, gemv)
+            gemm = None
+            if plan.prompt_products == "int4_native":
+                gemm = Gemm4.load(config.models_dir / "kernels")
+                if gemm is None:
+                    raise ModelError("the 4-bit prompt kernel cannot be built or run on this CPU")
+            _quantize(model, config, source, plan, gemv, gemm)
             if plan.prompt_attention == "kernel":
                 prompt_kernel = PromptAttention.load(config.models_dir / "kernels")
         if prompt_kernel is None and plan.prompt_attention == "kernel":
@@ -249,7 +256,12 @@ class LanguageModel(TemplatedModel):
 
 
 def _quantize(
-    model: Any, config: Config, source: ModelSource, plan: KernelPlan, gemv: Gemv4 | None
+    model: Any,
+    config: Config,
+    source: ModelSource,
+    plan: KernelPlan,
+    gemv: Gemv4 | None,
+    gemm: Gemm4 | None,
 ) -> None:
     """Pack the model's linear layers as `plan` says (`quantize.quantize_linears`). For a GGUF
     model the packed layers are kept beside its dense copy, keyed on this CPU, the library
@@ -261,11 +273,13 @@ def _quantize(
     if path is not None and path.is_file():
         try:
             saved = SavedLayers.read(path)
-            quantize_linears(model, prompt_products=plan.prompt_products, gemv=gemv, saved=saved)
+            quantize_linears(
+                model, prompt_products=plan.prompt_products, gemv=gemv, gemm=gemm, saved=saved
+            )
             return
         except (OSError, ValueError, KeyError, RuntimeError):
             pass  # damaged or not what this model needs: the model is unchanged, pack it
-    quantize_linears(model, prompt_products=plan.prompt_products, gemv=gemv)
+    quantize_linears(model, prompt_products=plan.prompt_products, gemv=gemv, gemm=gemm)
     if path is None:
         return
     try:

@@ -222,14 +222,18 @@ def test_dense_weights_match_plain_transformers(
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("products", ["int8", "int4", "float32"])
+@pytest.mark.parametrize("products", ["int8", "int4", "int4_native", "float32"])
 def test_each_forced_prompt_path_stays_close_to_float32(
     config: Config, dense: LanguageModel, products: str
 ) -> None:
     """Every way of multiplying the prompt's rows (kernel_plan's candidates, forced as
     ASSISTANT_PROMPT_PRODUCTS does) predicts the next token as the plain float32 model does:
     the same most likely token and a KL divergence under 0.1 nats (8-bit rows cost ~0.06)."""
-    from assistant.llm.quantize import Int4Linear
+    from assistant.llm.gemm import Gemm4
+    from assistant.llm.quantize import GEMM_NAMES, Int4Linear
+
+    if products == "int4_native" and Gemm4.load(config.models_dir / "kernels") is None:
+        pytest.skip("the 4-bit prompt kernel needs a C compiler and a CPU with AVX2 and FMA")
 
     forced = LanguageModel.load(config.replace(prompt_products=products, native_attention="off"))
     assert forced.weights == "int4" and forced.plan.prompt_products == products
@@ -238,6 +242,8 @@ def test_each_forced_prompt_path_stays_close_to_float32(
     layers = [m for m in forced._model.modules() if isinstance(m, Int4Linear) and m is not head]
     assert layers and all(hasattr(m, "codes8") == (products == "int8") for m in layers)
     assert not hasattr(head, "codes8")  # the head only ever sees the last row
+    in_kernel = [GEMM_NAMES[0] in m.state() for m in layers]
+    assert all(in_kernel) if products == "int4_native" else not any(in_kernel)
     ids, _ = forced._fitting_prompt(RAG_QUESTION, 24)
     assert len(ids) > 50  # a prompt, not a one-token step
 

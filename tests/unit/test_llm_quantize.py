@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from assistant.llm.quantize import (
+    GEMM_NAMES,
     GEMV_NAMES,
     GROUP_SIZE,
     INT8_MIN_ROWS,
@@ -224,6 +225,99 @@ def test_one_row_products_in_the_c_kernel_match_the_codes(tmp_path: Path) -> Non
         assert torch.equal(native(prompt), Int4Linear(layer)(prompt))  # rows: torch's kernel
 
 
+def gemm_kernel(tmp_path: Path) -> Any:
+    from assistant.llm.gemm import Gemm4
+
+    kernel = Gemm4.load(tmp_path / "kernels")
+    if kernel is None:
+        pytest.skip("the 4-bit prompt kernel needs a C compiler and a CPU with AVX2 and FMA")
+    return kernel
+
+
+def integer_rows(rows: int, in_features: int, seed: int) -> torch.Tensor:
+    """Rows of integers in -127..127 whose every group of 32 holds 127 or -127: the kernel's
+    8-bit rounding (one scale per row and group, largest magnitude / 127) keeps them exact."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randint(-127, 128, (rows, in_features), generator=generator).to(torch.float32)
+    signs = torch.randint(0, 2, (rows, in_features // GROUP_SIZE), generator=generator) * 2 - 1
+    x[:, ::GROUP_SIZE] = 127.0 * signs
+    return x
+
+
+@pytest.mark.parametrize("rows", [INT8_MIN_ROWS, 17, 130])
+def test_prompt_rows_in_the_c_kernel_are_exact_for_8_bit_rows(tmp_path: Path, rows: int) -> None:
+    """gemm.py's kernel multiplies the exact 4-bit codes by the rows rounded to 8 bits: rows
+    that 8 bits hold exactly give the float32 product (row counts that fill no tile or many
+    blocks of rows included), on one thread or two alike."""
+    kernel = gemm_kernel(tmp_path)
+    layer = q4_1_linear(48, 96, seed=21)  # three blocks of 16 outputs, three groups
+    layer.bias = nn.Parameter(torch.linspace(-1, 1, 48))
+    native = Int4Linear(layer, gemm=kernel)
+    x = integer_rows(rows, 96, seed=rows)
+    with torch.no_grad():
+        exact = nn.functional.linear(x.double(), layer.weight.double(), layer.bias.double())
+        threads = torch.get_num_threads()
+        try:
+            outputs = []
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                outputs.append(native(x[None]))
+        finally:
+            torch.set_num_threads(threads)
+    assert outputs[0].shape == (1, rows, 48)
+    assert torch.equal(outputs[0], outputs[1])
+    assert torch.allclose(outputs[0][0].double(), exact, rtol=1e-5, atol=1e-3)
+
+
+def test_prompt_kernel_sums_do_not_overflow(tmp_path: Path) -> None:
+    """The largest codes times the largest 8-bit rows: 16-bit partial sums stay exact."""
+    kernel = gemm_kernel(tmp_path)
+    layer = nn.Linear(64, 16, bias=False)
+    with torch.no_grad():  # groups of codes 15 (one 0, so the scale is 1/16 exactly)
+        weight = torch.full((16, 64), 15 / 16)
+        weight[:, ::GROUP_SIZE] = 0.0
+        layer.weight.copy_(weight)
+    native = Int4Linear(layer, gemm=kernel)
+    x = torch.full((INT8_MIN_ROWS, 64), 127.0)
+    with torch.no_grad():
+        assert torch.allclose(native(x), nn.functional.linear(x, layer.weight), rtol=1e-6)
+        assert torch.allclose(native(-x), -nn.functional.linear(x, layer.weight), rtol=1e-6)
+
+
+def test_prompt_rows_in_the_c_kernel_round_to_8_bits(tmp_path: Path) -> None:
+    """Any float32 rows: the error is that of rounding each row's group of 32 to 8 bits (at most
+    half a step of its scale per input), and steps keep their own kernel."""
+    kernel = gemm_kernel(tmp_path)
+    layer = q4_1_linear(64, 128, seed=22)
+    native = Int4Linear(layer, gemm=kernel)
+    generator = torch.Generator().manual_seed(23)
+    x = torch.randn(40, 128, generator=generator) * torch.logspace(-2, 1, 128)
+    with torch.no_grad():
+        exact = nn.functional.linear(x, layer.weight)
+        got = native(x)
+        step = x.reshape(40, 4, 32).abs().amax(-1) / 127  # each group's scale
+        bound = (layer.weight.abs().reshape(64, 4, 32).sum(-1) @ step.t()).t() / 2 + 1e-4
+        assert ((got - exact).abs() <= bound).all()
+        assert (got - exact).abs().max() > 0  # rounded, not float32
+        one = x[:1]
+        assert torch.equal(native(one), Int4Linear(layer)(one))  # a step: torch's int4 kernel
+
+
+def test_groups_the_prompt_kernel_lacks_keep_torch(tmp_path: Path) -> None:
+    kernel = gemm_kernel(tmp_path)
+    layer = q4_1_linear(32, 128, seed=24)
+    native = Int4Linear(layer, group_size=64, gemm=kernel)  # the kernel's groups are 32 wide
+    assert GEMM_NAMES[0] not in native.state()
+    x = torch.randn(INT8_MIN_ROWS, 128)
+    with torch.no_grad():
+        assert torch.equal(native(x), Int4Linear(layer, group_size=64)(x))
+
+
+def test_int4_native_prompt_products_need_the_kernel() -> None:
+    with pytest.raises(ValueError, match="gemm"):
+        quantize_linears(nn.Linear(64, 64), prompt_products="int4_native")
+
+
 class Layers(nn.Module):
     """A small model of linear layers: two that pack, one that cannot (40 inputs), a head."""
 
@@ -257,7 +351,7 @@ def layer_outputs(model: nn.Module, rows: int, seed: int) -> dict[str, torch.Ten
 
 
 def saved_and_restored(
-    tmp_path: Path, prompt_products: str, gemv: Any = None
+    tmp_path: Path, prompt_products: str, gemv: Any = None, gemm: Any = None
 ) -> tuple[Layers, Layers, Path]:
     """(the model packed from its float32 weights, a copy restored from the file, the file)."""
     from assistant.llm.quantize import SavedLayers, save_layers
@@ -265,13 +359,14 @@ def saved_and_restored(
     torch.manual_seed(13)
     computed = Layers()
     restored = copy.deepcopy(computed)
-    assert quantize_linears(computed, prompt_products=prompt_products, gemv=gemv) == 3
+    settings = {"prompt_products": prompt_products, "gemv": gemv, "gemm": gemm}
+    assert quantize_linears(computed, **settings) == 3
     path = tmp_path / "layers.safetensors"
     save_layers(computed, path)
     assert sorted(item.name for item in tmp_path.iterdir()) == ["layers.safetensors"]
     saved = SavedLayers.read(path)
     assert saved.names == {"up", "down", "lm_head"}
-    assert quantize_linears(restored, prompt_products=prompt_products, gemv=gemv, saved=saved) == 3
+    assert quantize_linears(restored, **settings, saved=saved) == 3
     return computed, restored, path
 
 
@@ -314,6 +409,16 @@ def test_saved_layers_restore_the_c_kernel_codes(tmp_path: Path) -> None:
     folder.mkdir()
     computed, restored, _ = saved_and_restored(folder, "int4", gemv=kernel)
     assert set(GEMV_NAMES) <= restored.up.state().keys()
+    assert_same_layers(computed, restored)
+
+
+def test_saved_layers_restore_the_prompt_kernel_codes(tmp_path: Path) -> None:
+    kernel = gemm_kernel(tmp_path)
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    computed, restored, _ = saved_and_restored(folder, "int4_native", gemm=kernel)
+    assert set(GEMM_NAMES) <= restored.up.state().keys()
+    assert not set(GEMM_NAMES) & restored.lm_head.state().keys()  # the head sees one row
     assert_same_layers(computed, restored)
 
 
