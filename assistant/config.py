@@ -45,7 +45,8 @@ ExportedBackend = Literal["openvino", "onnx"]  # embedders run from an export (e
 EmbeddingBackend = Literal["auto", "torch", ExportedBackend]
 Engine = Literal["auto", "torch", "llamacpp"]
 Weights = Literal["auto", "dense", "int4"]
-StepProducts = Literal["int4", "int4_native", "float32"]  # one-token steps' products
+# one-token steps' products (int4_native: our C kernel; int4_native_q8: it, with 8-bit rows)
+StepProducts = Literal["int4", "int4_native", "int4_native_q8", "float32"]
 # the prompt's products with 4-bit weights (int4_native: the 4-bit codes in our C kernel)
 PromptProducts = Literal["int8", "int4", "int4_native", "float32"]
 NativeAttention = Literal["auto", "on", "off"]

@@ -4,13 +4,16 @@ torch's int4 CPU kernel is built for AVX-512; on an AVX2-only CPU a one-row prod
 codes ran slower than float32's over four times the bytes, which left decoding bound by the kernel
 rather than by memory. `Gemv4` multiplies one float32 row by 4-bit codes laid out for AVX2 (two
 codes a byte, the GGUF Q4_1 form `code * scale + minimum` per group of 32 inputs, scales and
-minimums in float32). Whether it runs is measured (`kernel_plan`), like every other fast path.
+minimums in float32), the row in float32 or (`eight_bit`) rounded to 8-bit integers per group of
+32, as llama.cpp rounds it, for `vpmaddubsw`. Whether it runs is measured (`kernel_plan`), like
+every other fast path.
 """
 
 from __future__ import annotations
 
 import ctypes
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -19,35 +22,59 @@ from assistant.llm import native
 GROUP = 32
 
 
+class GemvWeight(NamedTuple):
+    """A packed weight and its tensors' addresses (the tensors kept alive with them)."""
+
+    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    codes: int
+    scale: int
+    minimum: int
+
+
 class Gemv4:
     """The kernel, built into the model cache on first use. `load` returns None when it cannot be
     built or the CPU lacks AVX2 and FMA."""
 
-    def __init__(self, library: ctypes.CDLL) -> None:
+    def __init__(self, library: ctypes.CDLL, *, eight_bit: bool = False) -> None:
         pointer, integer = ctypes.c_void_p, ctypes.c_int
-        self._multiply = library.assistant_gemv4
+        self.eight_bit = eight_bit
+        self._multiply = library.assistant_gemv4_q8 if eight_bit else library.assistant_gemv4
         self._multiply.argtypes = [pointer] * 5 + [integer] * 2
         self._multiply.restype = integer
 
     @classmethod
-    def load(cls, cache: Path) -> Gemv4 | None:
+    def load(cls, cache: Path, *, eight_bit: bool = False) -> Gemv4 | None:
+        """`eight_bit`: the input rounded to 8-bit integers per group of 32 (`vpmaddubsw`)."""
         library = native.load("gemv4", cache)
         if library is None or not library.assistant_gemv4_supported():
             return None
-        return cls(library)
+        return cls(library, eight_bit=eight_bit)
 
     def __call__(
         self, codes: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor, x: torch.Tensor
     ) -> torch.Tensor:
         """`x` ([in] float32, contiguous) times the weight that `pack` made: [out] float32."""
-        out = torch.empty(codes.shape[0], dtype=torch.float32)
+        return self.multiply(Gemv4.weight(codes, scale, minimum), x)
+
+    @staticmethod
+    def weight(codes: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor) -> GemvWeight:
+        """`pack`'s tensors as `multiply` takes them (their addresses read once: a decoding step
+        makes ~200 products, whose Python side costs as much as a small one's arithmetic)."""
+        return GemvWeight(
+            (codes, scale, minimum), codes.data_ptr(), scale.data_ptr(), minimum.data_ptr()
+        )
+
+    def multiply(self, weight: GemvWeight, x: torch.Tensor) -> torch.Tensor:
+        """`x` ([in] float32, contiguous) times `weight`: [out] float32."""
+        rows = weight.tensors[0].shape[0]
+        out = torch.empty(rows, dtype=torch.float32)
         status = self._multiply(
-            codes.data_ptr(),
-            scale.data_ptr(),
-            minimum.data_ptr(),
+            weight.codes,
+            weight.scale,
+            weight.minimum,
             x.data_ptr(),
             out.data_ptr(),
-            codes.shape[0],
+            rows,
             x.shape[0],
         )
         if status:

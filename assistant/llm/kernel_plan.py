@@ -4,7 +4,8 @@ The torch engine has several ways to do the same arithmetic on the CPU, and whic
 depends on the CPU more than on anything else:
 
 - the one-token steps multiply by float32 weights or by 4-bit codes (`quantize.Int4Linear`),
-  the latter in torch's int4 kernel or in a C kernel of ours (`gemv`, AVX2); a step reads every
+  the latter in torch's int4 kernel or in a C kernel of ours (`gemv`, AVX2; its input in float32,
+  or rounded to 8 bits per group of 32 for `vpmaddubsw`, as llama.cpp does); a step reads every
   weight once, so fewer bytes usually win, unless the kernel reading them is slow (torch's int4
   kernel is, without AVX-512);
 - the prompt's pass multiplies hundreds of rows at once in float32, on the 4-bit codes (in
@@ -58,7 +59,7 @@ HOPELESS = 4.0  # a candidate this many times slower than the plain path in its 
 class KernelPlan:
     """What the torch engine runs on this CPU, and the measurements behind each choice."""
 
-    step_products: str  # "int4" | "int4_native" (the C kernel) | "float32"
+    step_products: str  # "int4" | "int4_native" (the C kernel) | "int4_native_q8" | "float32"
     prompt_products: str  # "int8" | "int4" | "int4_native" (the C kernel) | "float32"
     prompt_attention: str  # "kernel" | "torch"
     step_threads: int
@@ -103,7 +104,7 @@ def plan(
 def _four_bit_steps_possible(config: Config, four_bit: bool) -> bool:
     """Whether 4-bit weights are a candidate at all: this torch has the kernels, dense weights
     are not forced, and the model is a 4-bit file or a setting asks for 4 bits."""
-    asked = config.weights == "int4" or config.step_products in ("int4", "int4_native")
+    asked = config.weights == "int4" or config.step_products not in ("auto", "float32")
     return config.weights != "dense" and _int4_possible() and (asked or four_bit)
 
 
@@ -276,9 +277,10 @@ def _measure_steps(
         "float32": [_float32_product(linear) for linear in linears],
         "int4": [int4_linear(linear) for linear in linears],
     }
-    gemv = Gemv4.load(Path(config.models_dir) / "kernels")
-    if gemv is not None:
-        products["int4_native"] = [int4_linear(linear, gemv=gemv) for linear in linears]
+    for name, eight_bit in (("int4_native", False), ("int4_native_q8", True)):
+        gemv = Gemv4.load(Path(config.models_dir) / "kernels", eight_bit=eight_bit)
+        if gemv is not None:
+            products[name] = [int4_linear(linear, gemv=gemv) for linear in linears]
     counts = sorted({1, cores})
     timings: dict[tuple[str, int], float] = {}
     for thread_count in counts:

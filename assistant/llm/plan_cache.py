@@ -63,7 +63,7 @@ def cached_choices(config: Config) -> dict[str, Choice] | None:
         return None
     if not isinstance(settings, dict):
         return None
-    asked = config.weights == "int4" or config.step_products in ("int4", "int4_native")
+    asked = config.weights == "int4" or config.step_products not in ("auto", "float32")
     reason = (
         "forced by ASSISTANT_WEIGHTS=dense"
         if config.weights == "dense"

@@ -205,6 +205,7 @@ class Int4Linear(nn.Module):
         if self._gemv is not None:  # one-row products in the C kernel (gemv.py), these codes
             gemv_weights = [state[name] for name in GEMV_NAMES]
             self._gemv_weights = (gemv_weights[0], gemv_weights[1], gemv_weights[2])
+            self._gemv_weight = Gemv4.weight(*self._gemv_weights)
         self._gemm = (
             gemm if _gemm_takes(gemm, group_size, self.out_features, self.in_features) else None
         )
@@ -231,7 +232,7 @@ class Int4Linear(nn.Module):
         if self._gemv is not None and rows.shape[0] == 1 and x.dtype == torch.float32:
             if self._rows is not None:
                 self._rows.clear()
-            y = self._gemv(*self._gemv_weights, rows[0].contiguous())
+            y = self._gemv.multiply(self._gemv_weight, rows[0].contiguous())
             y = y.reshape(*x.shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
         if self._gemm is not None and rows.shape[0] >= INT8_MIN_ROWS and x.dtype == torch.float32:

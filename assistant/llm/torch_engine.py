@@ -114,8 +114,9 @@ class LanguageModel(TemplatedModel):
         prompt_kernel = None
         if plan.weights == "int4":
             gemv = None
-            if plan.step_products == "int4_native":
-                gemv = Gemv4.load(config.models_dir / "kernels")
+            if plan.step_products in ("int4_native", "int4_native_q8"):
+                eight_bit = plan.step_products == "int4_native_q8"
+                gemv = Gemv4.load(config.models_dir / "kernels", eight_bit=eight_bit)
                 if gemv is None:
                     raise ModelError("the 4-bit step kernel cannot be built or run on this CPU")
             gemm = None

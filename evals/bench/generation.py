@@ -161,6 +161,16 @@ FORCED: dict[str, dict[str, Any]] = {
         "step_products": "int4_native",
         "prompt_products": "float32",
     },
+    "int4-native-q8/prompt-float32": {
+        "weights": "int4",
+        "step_products": "int4_native_q8",
+        "prompt_products": "float32",
+    },
+    "int4-native/prompt-int4-native": {
+        "weights": "int4",
+        "step_products": "int4_native",
+        "prompt_products": "int4_native",
+    },
     "measured/transformers-code": {"model_code": "transformers"},
     "steps-1-thread": {"step_threads": 1},
     "steps-2-threads": {"step_threads": 2},

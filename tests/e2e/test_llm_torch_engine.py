@@ -254,7 +254,7 @@ def test_each_forced_prompt_path_stays_close_to_float32(
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("products", ["int4", "int4_native"])
+@pytest.mark.parametrize("products", ["int4", "int4_native", "int4_native_q8"])
 def test_each_forced_step_path_stays_close_to_float32(
     config: Config, dense: LanguageModel, products: str
 ) -> None:
@@ -263,7 +263,7 @@ def test_each_forced_step_path_stays_close_to_float32(
     token and a KL divergence under 0.05 nats."""
     from assistant.llm.gemv import Gemv4
 
-    if products == "int4_native" and Gemv4.load(config.models_dir / "kernels") is None:
+    if products != "int4" and Gemv4.load(config.models_dir / "kernels") is None:
         pytest.skip("the 4-bit step kernel needs a C compiler and a CPU with AVX2 and FMA")
     forced = LanguageModel.load(config.replace(step_products=products, prompt_products="float32"))
     assert forced.plan.step_products == products

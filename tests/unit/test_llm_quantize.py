@@ -225,6 +225,30 @@ def test_one_row_products_in_the_c_kernel_match_the_codes(tmp_path: Path) -> Non
         assert torch.equal(native(prompt), Int4Linear(layer)(prompt))  # rows: torch's kernel
 
 
+def test_one_row_products_with_8_bit_rows_in_the_c_kernel(tmp_path: Path) -> None:
+    """gemv.py's kernel with the row rounded to 8 bits per group of 32: exact for a row that
+    8 bits hold (integers with 127 or -127 in every group), else within half a rounding step
+    per input."""
+    from assistant.llm.gemv import Gemv4
+
+    kernel = Gemv4.load(tmp_path / "kernels", eight_bit=True)
+    if kernel is None:
+        pytest.skip("the 4-bit step kernel needs a C compiler and a CPU with AVX2 and FMA")
+    assert kernel.eight_bit
+    layer = q4_1_linear(96, 128, seed=31)
+    native = Int4Linear(layer, gemv=kernel)
+    with torch.no_grad():
+        exact_row = integer_rows(1, 128, seed=32)
+        expected = nn.functional.linear(exact_row.double(), layer.weight.double())
+        assert torch.allclose(native(exact_row).double(), expected, rtol=1e-5, atol=1e-3)
+        row = torch.randn(1, 128, generator=torch.Generator().manual_seed(33))
+        got, exact = native(row), nn.functional.linear(row, layer.weight)
+        step = row.reshape(4, 32).abs().amax(-1) / 127
+        bound = layer.weight.abs().reshape(96, 4, 32).sum(-1) @ step / 2 + 1e-4
+        assert ((got - exact).abs()[0] <= bound).all()
+        assert (got - exact).abs().max() > 0  # rounded, not float32
+
+
 def gemm_kernel(tmp_path: Path) -> Any:
     from assistant.llm.gemm import Gemm4
 

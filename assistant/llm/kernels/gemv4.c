@@ -1,4 +1,5 @@
-/* One row times a 4-bit weight matrix (a decoding step's product), with AVX2 and FMA.
+/* One row times a 4-bit weight matrix (a decoding step's product), with AVX2 and FMA; the row in
+ * float32 (`assistant_gemv4`) or rounded to 8 bits (`assistant_gemv4_q8`).
  *
  * Built on first use by assistant/native.py (`cc -O3 -march=native -shared`) and called through
  * ctypes by assistant/gemv.py. torch's int4 CPU kernel is written for AVX-512; on AVX2-only CPUs it
@@ -69,12 +70,80 @@ int assistant_gemv4(const uint8_t *codes, const float *scale, const float *minim
     return 0;
 }
 
+/* The same product with x rounded to 8-bit integers, one scale per group of 32 (GGUF Q8_1's form,
+ * what llama.cpp multiplies a Q4_1 row with): each group is one `vpmaddubsw` of the 32 codes by the
+ * 32 rounded inputs, where the float32 product above converts and multiplies every code.
+ *   y[o] = sum_g scale[o, g] * d[g] * (codes . q)[g] + minimum[o, g] * (sum of x over group g)
+ * Returns 0, or 1 when memory for the rounded input cannot be had. */
+int assistant_gemv4_q8(const uint8_t *codes, const float *scale, const float *minimum,
+                       const float *x, float *y, int out, int in) {
+    const int groups = in / 32;
+    int8_t *q = malloc((size_t)in);
+    float *d = malloc(sizeof(float) * (size_t)groups * 2);
+    if (!q || !d) {
+        free(q), free(d);
+        return 1;
+    }
+    float *sums = d + groups;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int g = 0; g < groups; g++) {
+        const float *xg = x + g * 32;
+        __m256 v0 = _mm256_loadu_ps(xg), v1 = _mm256_loadu_ps(xg + 8);
+        __m256 v2 = _mm256_loadu_ps(xg + 16), v3 = _mm256_loadu_ps(xg + 24);
+        __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float step = _mm_cvtss_f32(h) / 127.0f;
+        const __m256 inverse = _mm256_set1_ps(step > 0.0f ? 1.0f / step : 0.0f);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inverse));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inverse));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inverse));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inverse));
+        __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + g * 32), b);
+        d[g] = step;
+        sums[g] = horizontal_sum(_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3)));
+    }
+    const __m128i nibble = _mm_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int o = 0; o < out; o++) {
+        const uint8_t *row = codes + (size_t)o * (size_t)groups * 16;
+        const float *row_scale = scale + (size_t)o * (size_t)groups;
+        const float *row_minimum = minimum + (size_t)o * (size_t)groups;
+        __m256 total = _mm256_setzero_ps();
+        float offset = 0.0f;
+        for (int g = 0; g < groups; g++) {
+            const __m128i packed = _mm_loadu_si128((const __m128i *)(row + g * 16));
+            const __m128i low = _mm_and_si128(packed, nibble);
+            const __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), nibble);
+            const __m256i group_codes = _mm256_set_m128i(high, low); /* inputs 0..15, 16..31 */
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(q + g * 32));
+            const __m256i pairs = _mm256_maddubs_epi16(group_codes, xq);
+            const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            total = _mm256_fmadd_ps(_mm256_set1_ps(row_scale[g] * d[g]), dot, total);
+            offset += row_minimum[g] * sums[g];
+        }
+        y[o] = horizontal_sum(total) + offset;
+    }
+    free(q), free(d);
+    return 0;
+}
+
 #else
 
 int assistant_gemv4_supported(void) { return 0; }
 
 int assistant_gemv4(const uint8_t *codes, const float *scale, const float *minimum,
                     const float *x, float *y, int out, int in) {
+    (void)codes; (void)scale; (void)minimum; (void)x; (void)y; (void)out; (void)in;
+    return 2;
+}
+
+int assistant_gemv4_q8(const uint8_t *codes, const float *scale, const float *minimum,
+                       const float *x, float *y, int out, int in) {
     (void)codes; (void)scale; (void)minimum; (void)x; (void)y; (void)out; (void)in;
     return 2;
 }
