@@ -50,12 +50,6 @@ class Gemv4:
             return None
         return cls(library, eight_bit=eight_bit)
 
-    def __call__(
-        self, codes: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor, x: torch.Tensor
-    ) -> torch.Tensor:
-        """`x` ([in] float32, contiguous) times the weight that `pack` made: [out] float32."""
-        return self.multiply(Gemv4.weight(codes, scale, minimum), x)
-
     @staticmethod
     def weight(codes: torch.Tensor, scale: torch.Tensor, minimum: torch.Tensor) -> GemvWeight:
         """`pack`'s tensors as `multiply` takes them (their addresses read once: a decoding step

@@ -1,10 +1,10 @@
 """Small C kernels, compiled on first use with the machine's C compiler and called through ctypes.
 
-A kernel is one C file under `assistant/llm/kernels/`. It is built once per source, compiler and CPU
-(`-O3 -march=native`: it may use every instruction this CPU has) into `kernels/` in the model
-cache, and loaded from there afterwards. Without a compiler, or when the build fails, `load`
-returns None and the caller keeps its torch code: a kernel only ever makes something faster.
-"""
+A kernel is one C file under `assistant/llm/kernels/` (with the headers there it includes). It is
+built once per source, compiler and CPU (`-O3 -march=native`: it may use every instruction this CPU
+has) into `kernels/` in the model cache, and loaded from there afterwards. Without a compiler, or
+when the build fails, `load` returns None and the caller keeps its torch code: a kernel only ever
+makes something faster."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def load(
 def _build_key(source: Path, tool: str, flags: tuple[str, ...]) -> str:
     """Changes with the source, the compiler, the flags and the CPU (-march=native)."""
     digest = hashlib.sha256(source.read_bytes())
+    for header in sorted(source.parent.glob("*.h")):  # what the sources may include
+        digest.update(header.read_bytes())
     digest.update(" ".join((tool, _compiler_version(tool), *FLAGS, *flags)).encode())
     digest.update(cpu_identity().encode())
     return digest.hexdigest()[:16]

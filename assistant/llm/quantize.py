@@ -36,7 +36,7 @@ from torch.nn import functional
 from assistant.config import PromptProducts
 from assistant.llm import gemm as gemm_layout
 from assistant.llm.gemm import Gemm4
-from assistant.llm.gemv import Gemv4, pack
+from assistant.llm.gemv import Gemv4, GemvWeight, pack
 
 GROUP_SIZE = 32
 _LEVELS = 15  # 4-bit codes 0..15
@@ -119,7 +119,7 @@ class Int4Linear(nn.Module):
     scales_and_zeros: torch.Tensor
     codes8: torch.Tensor
     scale8: torch.Tensor
-    _gemv_weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    _gemv_weight: GemvWeight
     _gemm_weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
     def __init__(
@@ -204,8 +204,7 @@ class Int4Linear(nn.Module):
         self._gemv = gemv if group_size == 32 else None  # the kernel's layout
         if self._gemv is not None:  # one-row products in the C kernel (gemv.py), these codes
             gemv_weights = [state[name] for name in GEMV_NAMES]
-            self._gemv_weights = (gemv_weights[0], gemv_weights[1], gemv_weights[2])
-            self._gemv_weight = Gemv4.weight(*self._gemv_weights)
+            self._gemv_weight = Gemv4.weight(gemv_weights[0], gemv_weights[1], gemv_weights[2])
         self._gemm = (
             gemm if _gemm_takes(gemm, group_size, self.out_features, self.in_features) else None
         )
@@ -220,7 +219,7 @@ class Int4Linear(nn.Module):
         """Every tensor this layer computed from its float32 weight (for `Int4Linear.restored`)."""
         state = {"packed": self.packed, "scales_and_zeros": self.scales_and_zeros}
         if self._gemv is not None:
-            state.update(zip(GEMV_NAMES, self._gemv_weights, strict=True))
+            state.update(zip(GEMV_NAMES, self._gemv_weight.tensors, strict=True))
         if self._gemm is not None:
             state.update(zip(GEMM_NAMES, self._gemm_weights, strict=True))
         if self._rows is not None:

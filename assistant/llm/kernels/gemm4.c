@@ -24,6 +24,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#include "round8.h"
 
 int assistant_gemm4_supported(void) { return 1; }
 
@@ -40,35 +41,11 @@ typedef struct {
 static void round_row(const Job *job, int m) {
     const float *x = job->x + (size_t)m * job->K;
     int8_t *q = job->q + (size_t)m * job->K;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int g = 0; g < job->G; g++) {
-        const float *xg = x + g * 32;
-        __m256 v0 = _mm256_loadu_ps(xg), v1 = _mm256_loadu_ps(xg + 8);
-        __m256 v2 = _mm256_loadu_ps(xg + 16), v3 = _mm256_loadu_ps(xg + 24);
-        __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        const float amax = _mm_cvtss_f32(h);
-        const float d = amax / 127.0f;
-        const __m256 inverse = _mm256_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
-        /* round to nearest (the default rounding mode) */
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inverse));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inverse));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inverse));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inverse));
-        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
-        /* pack to bytes in input order: packs interleave 128-bit lanes, the permute restores it */
-        __m256i w01 = _mm256_packs_epi32(i0, i1), w23 = _mm256_packs_epi32(i2, i3);
-        __m256i b = _mm256_packs_epi16(w01, w23);
-        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(q + g * 32), b);
+        int code_sum;
+        const float d = assistant_round_group8(x + g * 32, q + g * 32, &code_sum, NULL);
         job->d[(size_t)m * job->G + g] = d;
-        job->s[(size_t)m * job->G + g] = d * (float)_mm_cvtsi128_si32(s4);
+        job->s[(size_t)m * job->G + g] = d * (float)code_sum;
     }
 }
 

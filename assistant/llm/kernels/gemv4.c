@@ -17,6 +17,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#include "round8.h"
 
 int assistant_gemv4_supported(void) { return 1; }
 
@@ -85,28 +86,8 @@ int assistant_gemv4_q8(const uint8_t *codes, const float *scale, const float *mi
         return 1;
     }
     float *sums = d + groups;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    for (int g = 0; g < groups; g++) {
-        const float *xg = x + g * 32;
-        __m256 v0 = _mm256_loadu_ps(xg), v1 = _mm256_loadu_ps(xg + 8);
-        __m256 v2 = _mm256_loadu_ps(xg + 16), v3 = _mm256_loadu_ps(xg + 24);
-        __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        const float step = _mm_cvtss_f32(h) / 127.0f;
-        const __m256 inverse = _mm256_set1_ps(step > 0.0f ? 1.0f / step : 0.0f);
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inverse));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inverse));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inverse));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inverse));
-        __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(q + g * 32), b);
-        d[g] = step;
-        sums[g] = horizontal_sum(_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3)));
-    }
+    for (int g = 0; g < groups; g++)
+        d[g] = assistant_round_group8(x + g * 32, q + g * 32, NULL, &sums[g]);
     const __m128i nibble = _mm_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
     for (int o = 0; o < out; o++) {
