@@ -111,7 +111,8 @@ def test_files_discovery_passes_over_start_no_reingest(watched) -> None:  # type
     (folder / "image.bin").write_bytes(b"\x00\x01\x02")
     time.sleep(1.5)  # longer than the quiet period: a batch would have started
     (folder / "d.md").write_text("# Delta\n\nA real change.\n")
-    _wait_for(lambda: "d.md" in stored(), "d.md to be ingested")
+    # The batch is reported after its commit: wait for the report too, not only the store.
+    _wait_for(lambda: "d.md" in stored() and bool(watcher.batches()), "d.md to be ingested")
     changed = {Path(path).name for b in watcher.batches() for _, path in b.changes}
     assert changed == {"d.md"}, watcher.batches()
     assert stored() == {"a.md", "d.md"}
