@@ -32,7 +32,7 @@ from assistant.devices import cpu_identity
 from assistant.files import write_text_atomically
 
 # Bump when what is measured, or how, changes: every cached choice is then measured again.
-VERSION = 3
+VERSION = 4
 FILE_NAME = "calibration.json"
 # A candidate replaces the plain path only when it is at least this much faster: timings on a
 # shared machine wobble by a few percent, and the plain path is the safe one.

@@ -111,6 +111,7 @@ class Config:
     step_products: Literal["auto", StepProducts] = setting("engine", "auto")
     prompt_products: Literal["auto", PromptProducts] = setting("engine", "auto")
     native_attention: NativeAttention = setting("engine", "auto")  # the prompt's, in the C kernel
+    native_step: NativeAttention = setting("engine", "auto")  # a whole decoding step in C (step.py)
     step_threads: int = setting("engine", 0)  # CPU threads for one-token steps; 0: measured
     model_code: ModelCode = setting("engine", "auto")  # whose forward pass runs the model
     # The OpenAI-compatible engine (`model = openai:NAME`, llm/openai_engine.py). Its API key is

@@ -71,6 +71,7 @@ REPORTED_SETTINGS = (
     "step_products",
     "prompt_products",
     "native_attention",
+    "native_step",
     "step_threads",
     "model_code",
     "embedding_backend",

@@ -14,13 +14,17 @@ depends on the CPU more than on anything else:
   AVX512-VNNI torch's 8-bit products are the fastest, on one without torch runs them in a plain
   reference loop, far slower than float32 (evals/README.md, one table per CPU class);
 - the prompt's attention runs in the C kernel (AVX512-BF16 only) or in torch's;
+- a one-token step runs as torch operations (`llama.py`), or, when its products are our C
+  kernel's, as one C call for the whole model (`step.py`: without AVX-512, torch's dispatch of
+  the ~80 small operations per layer between the products took most of a step);
 - the steps run on one thread or on every core.
 
 `plan` times each candidate on the model's own layers (the first decoder layer's products for
 the prompt, enough layers to spill out of the CPU's caches for the steps, the model's head shapes
 for attention), keeps the fastest unless it does not beat the plain path (float32, torch's
 attention, every core) by a clear margin, and caches the result (`calibration`). Each choice can be
-forced with its setting (`weights`, `prompt_products`, `native_attention`, `step_threads`); a
+forced with its setting (`weights`, `prompt_products`, `native_attention`, `native_step`,
+`step_threads`); a
 forced choice is not measured. A candidate that is already several times slower than the plain
 path on a few rows is not run in full (shown as skipped), so a cliff costs milliseconds.
 """
@@ -28,7 +32,7 @@ path on a few rows is not run in full (shown as skipped), so a cliff costs milli
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +68,7 @@ class KernelPlan:
     prompt_attention: str  # "kernel" | "torch"
     step_threads: int
     choices: dict[str, Choice]
+    decode_step: str = "torch"  # "kernel" (step.py: a whole step in C) | "torch"
 
     @property
     def weights(self) -> str:
@@ -131,7 +136,12 @@ def _from_choices(choices: dict[str, Choice]) -> KernelPlan:
         prompt_products = "float32"
     threads = int(choices["step_threads"].chosen)
     return KernelPlan(
-        step_products, prompt_products, choices["prompt_attention"].chosen, threads, choices
+        step_products,
+        prompt_products,
+        choices["prompt_attention"].chosen,
+        threads,
+        choices,
+        decode_step=choices["decode_step"].chosen,
     )
 
 
@@ -158,6 +168,7 @@ def _measure(model: Any, config: Config, cores: int) -> dict[str, Choice]:
         "prompt_products": prompt,
         "step_products": steps,
         "prompt_attention": attention,
+        "decode_step": Choice("decode_step", "torch", {}, PENDING),
         "step_threads": Choice("step_threads", str(cores), {}, PENDING),
     }
 
@@ -297,15 +308,26 @@ def _measure_steps(
     return Choice("step_products", fastest(step_seconds, "float32"), step_seconds)
 
 
-def measure_step_threads(time_steps: Callable[[int], float], cores: int) -> Choice:
-    """Seconds per decoding step of the loaded model on one thread and on every core, taking
-    turns (`time_steps(threads)`); every core unless one thread is clearly faster."""
-    counts = sorted({1, cores})
-    seconds = dict.fromkeys((str(count) for count in counts), math.inf)
+def measure_decoding(
+    time_steps: Callable[[str, int], float], ways: Sequence[str], counts: Sequence[int]
+) -> tuple[Choice, Choice]:
+    """Seconds per decoding step of the loaded model for each way of stepping ("torch", and
+    "kernel" where the C step runs) on each thread count, taking turns twice
+    (`time_steps(way, threads)`); the fastest pair unless it does not beat the first way on the
+    most threads by a clear margin. Returns the `decode_step` and `step_threads` choices."""
+    seconds = {(way, count): math.inf for way in ways for count in counts}
     for _ in range(2):
-        for count in counts:
-            seconds[str(count)] = min(seconds[str(count)], time_steps(count))
-    return Choice("step_threads", fastest(seconds, str(cores)), seconds)
+        for way in ways:
+            for count in counts:
+                seconds[(way, count)] = min(seconds[(way, count)], time_steps(way, count))
+    label = {pair: f"{pair[0]}/{pair[1]}" for pair in seconds}
+    best = fastest(
+        {label[pair]: value for pair, value in seconds.items()}, label[(ways[0], max(counts))]
+    )
+    way, count = next(pair for pair in seconds if label[pair] == best)
+    step = Choice("decode_step", way, {name: seconds[(name, count)] for name in ways})
+    threads = Choice("step_threads", str(count), {str(n): seconds[(way, n)] for n in counts})
+    return step, threads
 
 
 def remember(model: Any, config: Config, choice: Choice) -> None:

@@ -23,13 +23,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional
 
 from assistant.llm.attention import PromptAttention, one_token_attention
+
+if TYPE_CHECKING:
+    from assistant.llm.step import StepKernel
 
 WEIGHTS_FILE = "model.safetensors"
 SPARE_POSITIONS = 512  # room a layer's cache keeps after its filled positions
@@ -106,17 +109,29 @@ class LayerCache:
     def update(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append (batch, kv_heads, new, dim) keys and values; all of them so far, as views."""
         needed = self.length + keys.shape[-2]
+        buffer_keys, buffer_values = self._room(needed, keys)
+        buffer_keys[..., self.length : needed, :] = keys
+        buffer_values[..., self.length : needed, :] = values
+        self.length = needed
+        return buffer_keys[..., :needed, :], buffer_values[..., :needed, :]
+
+    def reserve(self, needed: int, kv_heads: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole (1, kv_heads, capacity, dim) float32 key and value buffers, with room for
+        `needed` positions (for `step.StepKernel`, which writes them itself)."""
+        if self._keys is not None and self._values is not None and needed <= self._keys.shape[-2]:
+            return self._keys, self._values
+        return self._room(needed, torch.empty(1, kv_heads, 0, dim))
+
+    def _room(self, needed: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The buffers, grown (the filled positions copied) if `needed` positions do not fit."""
         if self._keys is None or self._values is None or needed > self._keys.shape[-2]:
-            shape = (*keys.shape[:-2], grown_capacity(needed), keys.shape[-1])
-            grown_keys, grown_values = keys.new_empty(shape), values.new_empty(shape)
+            shape = (*like.shape[:-2], grown_capacity(needed), like.shape[-1])
+            grown_keys, grown_values = like.new_empty(shape), like.new_empty(shape)
             if self._keys is not None and self._values is not None and self.length:
                 grown_keys[..., : self.length, :] = self._keys[..., : self.length, :]
                 grown_values[..., : self.length, :] = self._values[..., : self.length, :]
             self._keys, self._values = grown_keys, grown_values
-        self._keys[..., self.length : needed, :] = keys
-        self._values[..., self.length : needed, :] = values
-        self.length = needed
-        return self._keys[..., :needed, :], self._values[..., :needed, :]
+        return self._keys, self._values
 
 
 class Cache:
@@ -304,6 +319,8 @@ class LlamaForCausalLM(nn.Module):
         self.model = Body(settings)
         self.lm_head = _linear(settings.hidden_size, settings.vocab_size)
         self.prompt_kernel: PromptAttention | None = None
+        # A one-token step of the whole model in C (`step.StepKernel`), when the engine runs it.
+        self.step_kernel: StepKernel | None = None
         dim = settings.head_dim
         self._inverse_frequency = 1.0 / (
             settings.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)
@@ -319,6 +336,8 @@ class LlamaForCausalLM(nn.Module):
         self, input_ids: torch.Tensor, cache: Cache | None = None, logits_to_keep: int = 0
     ) -> Output:
         cache = cache if cache is not None else self.new_cache()
+        if self.step_kernel is not None and input_ids.shape == (1, 1) and cache.length:
+            return Output(self.step_kernel.step(int(input_ids[0, 0]), cache)[:, None, :])
         x = self.model.embed_tokens(input_ids)
         past, length = cache.length, input_ids.shape[1]
         rotary = self._rotary(past, length, x)

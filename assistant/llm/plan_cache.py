@@ -105,6 +105,11 @@ def with_settings(measured: Mapping[str, Choice], config: Config) -> dict[str, C
         choices["prompt_attention"] = _forced(
             measured["prompt_attention"], chosen, "ASSISTANT_NATIVE_ATTENTION"
         )
+    if "decode_step" not in choices:  # a calibration from before the step kernel
+        choices["decode_step"] = Choice("decode_step", "torch", {}, "not measured")
+    if config.native_step != "auto":
+        chosen = "kernel" if config.native_step == "on" else "torch"
+        choices["decode_step"] = _forced(choices["decode_step"], chosen, "ASSISTANT_NATIVE_STEP")
     return with_forced_threads(choices, config)
 
 
@@ -128,6 +133,7 @@ def plain_choices(reason: str, threads: int) -> dict[str, Choice]:
             ("step_products", "float32"),
             ("prompt_products", "float32"),
             ("prompt_attention", "torch"),
+            ("decode_step", "torch"),
             ("step_threads", str(threads)),
         )
     }

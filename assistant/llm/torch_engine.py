@@ -9,9 +9,10 @@ closing the generator stops decoding at once.
 Weights come from `weights` (a folder, a hub id, or a GGUF file through its cached dense copy).
 On the CPU, what multiplies and attends is measured on the CPU at hand (`kernel_plan`): a 4-bit
 GGUF model may run with 4-bit weights again (`quantize`), its prompt's pass in 8-bit integers,
-float32 or on the 4-bit codes, its prompt's attention in a C kernel, and its steps on one thread
-or all; one-token steps attend with two small matrix products instead of the flash kernel
-(`attention`).
+float32 or on the 4-bit codes, its prompt's attention in a C kernel, its steps on one thread or
+all, and each step as torch operations or, for a plain Llama on our 4-bit step kernel, as one C
+call for the whole model (`step`); torch's one-token steps attend with two small matrix products
+instead of the flash kernel (`attention`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from assistant.llm.gemm import Gemm4
     from assistant.llm.gemv import Gemv4
     from assistant.llm.kernel_plan import KernelPlan
+    from assistant.llm.step import StepKernel
 
 
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, ImportError)
@@ -75,6 +77,7 @@ class LanguageModel(TemplatedModel):
         self._sampling = config.temperature > 0
         self._cache_argument = cache_argument(model)
         self._plain = hasattr(model, "new_cache")  # our own Llama (`llama`), not transformers'
+        self._step_kernel: StepKernel | None = None  # a whole step in C (`step.py`), if it runs
 
     @classmethod
     def load(cls, config: Config) -> LanguageModel:
@@ -105,7 +108,6 @@ class LanguageModel(TemplatedModel):
         model.to(device)
         model.eval()
         plan = _kernel_plan(config, source, device, model)
-        from assistant.llm import kernel_plan
         from assistant.llm.attention import PromptAttention, use_cpu_attention
         from assistant.llm.gemm import Gemm4
         from assistant.llm.gemv import Gemv4
@@ -129,34 +131,57 @@ class LanguageModel(TemplatedModel):
                 prompt_kernel = PromptAttention.load(config.models_dir / "kernels")
         if prompt_kernel is None and plan.prompt_attention == "kernel":
             plan = replace(plan, prompt_attention="torch")  # asked for, but it cannot run here
+        step_kernel = None
         if isinstance(model, LlamaForCausalLM):
             model.prompt_kernel = prompt_kernel  # its attention is ours already
+            if plan.decode_step == "kernel" or _pending(plan, "decode_step"):
+                step_kernel = _step_kernel(config, model)
         elif device.type == "cpu":
             use_cpu_attention(model, prompt_kernel)
+        plan = _with_step_kernel(plan, step_kernel, config)
         loaded = cls(config, model, tokenizer, device, plan)
-        if plan.choices["step_threads"].reason == kernel_plan.PENDING:
-            loaded._measure_step_threads()
+        loaded._step_kernel = step_kernel
+        loaded._use_step_kernel(plan.decode_step == "kernel")
+        if _pending(plan, "step_threads") or _pending(plan, "decode_step"):
+            loaded._measure_decoding()
         return loaded
 
-    def _measure_step_threads(self) -> None:
-        """Time a few decoding steps on one thread and on every core; keep and cache the
-        faster (`kernel_plan.measure_step_threads`)."""
+    def _use_step_kernel(self, on: bool) -> None:
+        """Run one-token steps in the C step kernel (`step.py`) or as torch operations."""
+        if hasattr(self._model, "step_kernel"):
+            self._model.step_kernel = self._step_kernel if on else None
+
+    def _measure_decoding(self) -> None:
+        """Time a few decoding steps each way of stepping still to be measured (torch's, the C
+        step kernel's) on one thread and on every core; keep and cache the fastest
+        (`kernel_plan.measure_decoding`)."""
         from assistant.llm import kernel_plan
 
         prompt_ids = self.prompt_ids([{"role": "user", "content": "Name three colours."}])
 
-        def time_steps(threads: int) -> float:
+        def time_steps(way: str, threads: int) -> float:
             self._step_threads = threads
+            self._use_step_kernel(way == "kernel")
             return self.time_tokens(prompt_ids, 9)[1]
 
-        choice = kernel_plan.measure_step_threads(time_steps, available_cores())
-        kernel_plan.remember(self._model, self._config, choice)
+        pending = _pending(self.plan, "decode_step")
+        ways = ["torch", "kernel"] if pending else [self.plan.decode_step]
+        cores = available_cores()
+        counts = sorted({1, cores}) if _pending(self.plan, "step_threads") else [self._step_threads]
+        step, threads = kernel_plan.measure_decoding(time_steps, ways, counts)
+        measured = {
+            choice.name: choice for choice in (step, threads) if _pending(self.plan, choice.name)
+        }
+        for choice in measured.values():
+            kernel_plan.remember(self._model, self._config, choice)
         self.plan = replace(
             self.plan,
-            step_threads=int(choice.chosen),
-            choices={**self.plan.choices, "step_threads": choice},
+            step_threads=int(threads.chosen),
+            decode_step=step.chosen,
+            choices={**self.plan.choices, **measured},
         )
         self._step_threads = self.plan.step_threads
+        self._use_step_kernel(self.plan.decode_step == "kernel")
 
     def stream(
         self, messages: Sequence[Mapping[str, str]], *, max_new_tokens: int | None = None
@@ -311,6 +336,43 @@ def _packed_layers_path(config: Config, source: ModelSource, plan: KernelPlan) -
         layout=1,
     )
     return dense.with_name(f"{dense.name}{_PACKED}{key}.safetensors")
+
+
+def _pending(plan: KernelPlan, name: str) -> bool:
+    """Whether `plan`'s choice `name` is to be measured on the loaded model."""
+    from assistant.llm import kernel_plan
+
+    return plan.choices[name].reason == kernel_plan.PENDING
+
+
+def _step_kernel(config: Config, model: Any) -> StepKernel | None:
+    """The C step kernel bound to `model`, or None where it cannot run (`step.StepKernel`)."""
+    from assistant.llm.step import StepKernel
+
+    library = StepKernel.library(config.models_dir / "kernels")
+    return StepKernel.bind(library, model) if library is not None else None
+
+
+def _with_step_kernel(plan: KernelPlan, kernel: StepKernel | None, config: Config) -> KernelPlan:
+    """`plan` with its decoding step settled where the C step kernel cannot run: torch's, and
+    why (an error when a setting forces the kernel)."""
+    from assistant.calibration import Choice
+
+    if kernel is not None or (plan.decode_step == "torch" and not _pending(plan, "decode_step")):
+        return plan
+    if config.native_step == "on":
+        raise ModelError(
+            "the C step kernel cannot run here: it needs a C compiler, a CPU with AVX2 and FMA, "
+            "and a plain Llama whose steps multiply in our 4-bit kernel "
+            "(ASSISTANT_STEP_PRODUCTS=int4_native or int4_native_q8)"
+        )
+    reason = (
+        "no choice: the steps' products are not the C kernel's"
+        if plan.step_products not in ("int4_native", "int4_native_q8")
+        else "no choice: the kernel does not build or run here, or the model is not a plain Llama"
+    )
+    choice = Choice("decode_step", "torch", {}, reason)
+    return replace(plan, decode_step="torch", choices={**plan.choices, "decode_step": choice})
 
 
 def cache_argument(model: Any) -> str:

@@ -8,7 +8,8 @@ Measures, on the configured model (the bundled SmolLM2-135M GGUF by default):
   this CPU measured fastest (`assistant/llm/kernel_plan.py`), the same plan on transformers'
   Llama code instead of ours (`assistant/llm/llama.py`), each path that plan chooses between
   forced (`FORCED`: 8-bit, 4-bit or float32 prompt products, torch's int4 kernel or ours for the
-  steps, one or two step threads, the C attention kernel or torch's), bfloat16 weights, and
+  steps, each step as torch operations or in one C call (`step.py`), one or two step threads,
+  the C attention kernel or torch's), bfloat16 weights, and
   whether each gives float32's greedy answer; a forced path the calibration found several times
   slower than float32 is run on the short prompt only (it takes minutes on the long one);
 - the long prompt's pass alone, the attention kernel and torch's attention taking turns;
@@ -170,6 +171,18 @@ FORCED: dict[str, dict[str, Any]] = {
         "weights": "int4",
         "step_products": "int4_native",
         "prompt_products": "int4_native",
+    },
+    "int4-native-q8/c-step": {
+        "weights": "int4",
+        "step_products": "int4_native_q8",
+        "prompt_products": "int4_native",
+        "native_step": "on",
+    },
+    "int4-native-q8/torch-step": {
+        "weights": "int4",
+        "step_products": "int4_native_q8",
+        "prompt_products": "int4_native",
+        "native_step": "off",
     },
     "measured/transformers-code": {"model_code": "transformers"},
     "steps-1-thread": {"step_threads": 1},

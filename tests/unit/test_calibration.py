@@ -87,6 +87,48 @@ def test_settings_force_a_choice_on_top_of_the_measurement() -> None:
     assert (dense.weights, dense.prompt_products) == ("dense", "float32")
 
 
+def test_decoding_is_measured_per_way_and_thread_count_taking_turns() -> None:
+    """Fake step times: the C step on one thread is fastest; every pair is timed twice, taking
+    turns, and the best of each kept."""
+    fake = {("torch", 1): 0.040, ("torch", 2): 0.050, ("kernel", 1): 0.015, ("kernel", 2): 0.020}
+    calls: list[tuple[str, int]] = []
+
+    def time_steps(way: str, threads: int) -> float:
+        calls.append((way, threads))
+        slower = 1.5 if len(calls) <= len(fake) else 1.0  # the first round is disturbed
+        return fake[(way, threads)] * slower
+
+    step, threads = kernel_plan.measure_decoding(time_steps, ["torch", "kernel"], [1, 2])
+    assert calls == [*fake, *fake]
+    assert (step.chosen, threads.chosen) == ("kernel", "1")
+    assert step.seconds == {"torch": 0.040, "kernel": 0.015}
+    assert threads.seconds == {"1": 0.015, "2": 0.020}
+    # Within the margin of torch's steps on every core, the plain path stays.
+    close = {("torch", 1): 0.049, ("torch", 2): 0.050, ("kernel", 1): 0.051, ("kernel", 2): 0.048}
+    step, threads = kernel_plan.measure_decoding(
+        lambda way, count: close[(way, count)], ["torch", "kernel"], [1, 2]
+    )
+    assert (step.chosen, threads.chosen) == ("torch", "2")
+    # One way (the kernel forced, or not available): only the thread count is chosen.
+    step, threads = kernel_plan.measure_decoding(
+        lambda way, count: fake[(way, count)], ["kernel"], [1, 2]
+    )
+    assert (step.chosen, threads.chosen) == ("kernel", "1")
+
+
+def test_the_step_kernel_setting_forces_the_decoding_step() -> None:
+    measured = _measured()  # a calibration from before the step kernel: no such choice
+    plan = kernel_plan._apply_settings(measured, Config.load(environ={}))
+    assert plan.decode_step == "torch" and plan.choices["decode_step"].reason == "not measured"
+    forced = kernel_plan._apply_settings(
+        {**measured, "decode_step": Choice("decode_step", "torch", {"torch": 0.04})},
+        Config.load(environ={"ASSISTANT_NATIVE_STEP": "on"}),
+    )
+    assert forced.decode_step == "kernel"
+    assert forced.choices["decode_step"].reason == "forced by ASSISTANT_NATIVE_STEP"
+    assert kernel_plan.dense_plan("why", 2).decode_step == "torch"
+
+
 class TinyModel(nn.Module):
     """Two decoder-like layers of real linears, with the config fields `plan` reads."""
 
