@@ -125,9 +125,7 @@ class StepKernel:
 
 
 def _runs(model: Any) -> bool:
-    from assistant.llm.llama import LlamaForCausalLM
-
-    if not isinstance(model, LlamaForCausalLM):
+    if not hasattr(model, "step_kernel"):  # only our own Llama (`llama.py`) takes a step kernel
         return False
     embedding = model.model.embed_tokens.weight
     layers = _int4_layers(model)

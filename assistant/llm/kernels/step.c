@@ -14,8 +14,9 @@
  * layer the keys' and values' buffers ([kv_heads][capacity][dim] float32) and the capacity; the
  * step writes position `position` and reads 0..position.
  *
- * Threads: OpenMP (in-process, torch's own libgomp pool): each product splits its outputs, the
- * attention its heads; one thread runs everything in the caller's thread.
+ * Threads: OpenMP (in-process, torch's own libgomp pool): the products split their outputs (q, k
+ * and v in one parallel region, gate and up in one), the attention its heads; one thread runs
+ * everything in the caller's thread.
  */
 #include <math.h>
 #include <stdint.h>
@@ -65,24 +66,40 @@ static void prepare(Input *input, const float *x, int size, int eight_bit) {
     }
 }
 
-/* y = weight (its three addresses at p) times the input, outputs split over the threads. */
-static void product(const int64_t *p, const Input *input, float *y, int out, int eight_bit,
-                    int threads) {
-    const uint8_t *codes = (const uint8_t *)(intptr_t)p[0];
-    const float *scale = (const float *)(intptr_t)p[1];
-    const float *minimum = (const float *)(intptr_t)p[2];
-    const int parts = (threads > 1 && out >= 64) ? threads : 1;
+/* The products of up to three weights with the same input (q, k and v; gate and up), in one
+ * parallel region: their outputs, taken as one range, split over the threads. Weight i's three
+ * addresses are at p[i], its `out[i]` outputs go to y[i]. */
+static void products(const int64_t *const *p, float *const *y, const int *out, int count,
+                     const Input *input, int eight_bit, int threads) {
+    int total = 0;
+    for (int i = 0; i < count; i++) total += out[i];
+    const int parts = (threads > 1 && total >= 64) ? threads : 1;
 #pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
     for (int part = 0; part < parts; part++) {
-        const int begin = (int)((int64_t)out * part / parts);
-        const int end = (int)((int64_t)out * (part + 1) / parts);
-        if (eight_bit)
-            gemv4_rows_q8(codes, scale, minimum, input->q, input->d, input->sums, y, begin, end,
-                          input->groups);
-        else
-            gemv4_rows(codes, scale, minimum, input->x, input->sums, y, begin, end,
-                       input->groups);
+        const int begin = (int)((int64_t)total * part / parts);
+        const int end = (int)((int64_t)total * (part + 1) / parts);
+        int first = 0; /* the range's first output of weight i */
+        for (int i = 0; i < count; first += out[i], i++) {
+            const int from = begin > first ? begin - first : 0;
+            const int to = end - first < out[i] ? end - first : out[i];
+            if (from >= to) continue;
+            const uint8_t *codes = (const uint8_t *)(intptr_t)p[i][0];
+            const float *scale = (const float *)(intptr_t)p[i][1];
+            const float *minimum = (const float *)(intptr_t)p[i][2];
+            if (eight_bit)
+                gemv4_rows_q8(codes, scale, minimum, input->q, input->d, input->sums, y[i], from,
+                              to, input->groups);
+            else
+                gemv4_rows(codes, scale, minimum, input->x, input->sums, y[i], from, to,
+                           input->groups);
+        }
     }
+}
+
+/* y = one weight (its three addresses at p) times the input. */
+static void product(const int64_t *p, const Input *input, float *y, int out, int eight_bit,
+                    int threads) {
+    products(&p, &y, &out, 1, input, eight_bit, threads);
 }
 
 /* out = weight * x / sqrt(mean(x^2) + eps), as llama.py's RMSNorm (in float32). */
@@ -206,9 +223,10 @@ int assistant_step(const int64_t *weights, const int64_t *caches, const float *e
         }
         rms_norm(x, (const float *)(intptr_t)p[NORM_IN], normed, hidden, eps);
         prepare(&input, normed, hidden, eight_bit);
-        product(p + Q, &input, query, heads * dim, eight_bit, threads);
-        product(p + K, &input, key, kv_heads * dim, eight_bit, threads);
-        product(p + V, &input, value, kv_heads * dim, eight_bit, threads);
+        const int64_t *qkv[3] = {p + Q, p + K, p + V};
+        float *qkv_out[3] = {query, key, value};
+        const int qkv_sizes[3] = {heads * dim, kv_heads * dim, kv_heads * dim};
+        products(qkv, qkv_out, qkv_sizes, 3, &input, eight_bit, threads);
         rotate(query, heads, dim, cosine, sine);
         rotate(key, kv_heads, dim, cosine, sine);
         for (int h = 0; h < kv_heads; h++) {
@@ -223,8 +241,10 @@ int assistant_step(const int64_t *weights, const int64_t *caches, const float *e
         for (int i = 0; i < hidden; i++) x[i] += projected[i];
         rms_norm(x, (const float *)(intptr_t)p[NORM_POST], normed, hidden, eps);
         prepare(&input, normed, hidden, eight_bit);
-        product(p + GATE, &input, gate, intermediate, eight_bit, threads);
-        product(p + UP, &input, up, intermediate, eight_bit, threads);
+        const int64_t *gate_up[2] = {p + GATE, p + UP};
+        float *gate_up_out[2] = {gate, up};
+        const int gate_up_sizes[2] = {intermediate, intermediate};
+        products(gate_up, gate_up_out, gate_up_sizes, 2, &input, eight_bit, threads);
         for (int i = 0; i < intermediate; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
         prepare(&input, gate, intermediate, eight_bit);
         product(p + DOWN, &input, projected, hidden, eight_bit, threads);
